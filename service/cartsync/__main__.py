@@ -1,0 +1,3 @@
+from cartsync.cli import main
+
+raise SystemExit(main())

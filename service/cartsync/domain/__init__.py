@@ -1,0 +1,1 @@
+"""Pure rules of carts and wishlists: no Redis, no HTTP, no tokens."""

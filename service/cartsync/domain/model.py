@@ -1,0 +1,84 @@
+"""The values a cart and its wishlists are made of, as stored and as sent to clients."""
+
+from __future__ import annotations
+
+import msgspec
+
+Attrs = dict[str, str]
+
+
+class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who made a change: role and subject, and the device when it said."""
+
+    role: str
+    id: str
+    device: str | None = None
+
+
+class Line(msgspec.Struct, omit_defaults=True):
+    id: str
+    sku: str
+    qty: int
+    attrs: Attrs
+    added_at: str
+    updated_at: str
+    updated_by: Actor
+    title: str | None = None
+    unit_price: str | None = None
+
+
+class Cart(msgspec.Struct):
+    owner: str
+    rev: int
+    cart_id: str | None
+    currency: str
+    lines: list[Line]
+    note: str
+    updated_at: str | None
+
+
+class WishItem(msgspec.Struct, omit_defaults=True):
+    id: str
+    sku: str
+    attrs: Attrs
+    added_at: str
+    added_by: Actor
+    title: str | None = None
+    note: str | None = None
+
+
+class Wishlist(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str
+    items: list[WishItem]
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Event(msgspec.Struct):
+    """One change of one owner, numbered by the owner's revision."""
+
+    rev: int
+    type: str
+    data: msgspec.Raw
+    actor: Actor
+    at: str
+
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+def attrs_key(attrs: Attrs) -> str:
+    """The attrs part of a line key: canonical JSON, so key order never makes a new line."""
+    return "\n" + _canonical.encode(attrs).decode()
+
+
+def line_key(sku: str, attrs: Attrs) -> str:
+    """Identity of a line or wishlist item: same sku and attrs means the same thing."""
+    return sku + attrs_key(attrs)
+
+
+def item_order(item_id: str) -> int:
+    """Ids are a prefix letter and a per-owner sequence number; order by the number."""
+    digits = item_id[1:]
+    return int(digits) if digits.isdigit() else -1

@@ -1,0 +1,115 @@
+"""The error tree: every failure a caller can see, free of HTTP.
+
+    CartsyncError            base: a stable ``code``, a human ``message``, an optional ``field``
+    ├── InvalidInput         the request is malformed or breaks a rule (400/422)
+    │   └── LimitExceeded    a size or count limit would be passed (422)
+    ├── Unauthenticated      no usable credentials (401)
+    ├── Forbidden            authenticated, but not allowed to do this (403)
+    ├── NotFound             no such line, wishlist, item, or not the caller's (404)
+    ├── Conflict             the state forbids it right now (409)
+    ├── RevisionMismatch     If-Match names a revision that is no longer current (412)
+    ├── PayloadTooLarge      body over the configured maximum (413)
+    ├── UnsupportedMediaType body is not JSON (415)
+    ├── IdempotencyKeyReused the key was first used for a different request (422)
+    ├── RateLimited          too many requests from one principal (429)
+    └── StoreUnavailable     Redis cannot be reached (503)
+
+``web/errors.py`` is the one place that turns these into HTTP responses.
+"""
+
+from __future__ import annotations
+
+
+class CartsyncError(Exception):
+    """Base of every error a caller can see."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(CartsyncError):
+    """The request is malformed or breaks a rule."""
+
+    code = "invalid_input"
+
+
+class LimitExceeded(InvalidInput):
+    """A size or count limit would be passed."""
+
+    code = "limit_exceeded"
+
+
+class Unauthenticated(CartsyncError):
+    """No usable credentials were presented."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(CartsyncError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+
+
+class NotFound(CartsyncError):
+    """The thing does not exist, or is not the caller's to see."""
+
+    code = "not_found"
+
+
+class Conflict(CartsyncError):
+    """The current state forbids the change."""
+
+    code = "conflict"
+
+
+class RevisionMismatch(CartsyncError):
+    """If-Match named a revision that is no longer current."""
+
+    code = "revision_mismatch"
+
+    def __init__(self, current_rev: int) -> None:
+        super().__init__(
+            f"the cart is at revision {current_rev}; reload and retry", field="If-Match"
+        )
+        self.current_rev = current_rev
+
+
+class PayloadTooLarge(CartsyncError):
+    """The body is larger than allowed."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CartsyncError):
+    """The body is not declared as JSON."""
+
+    code = "unsupported_media_type"
+
+
+class IdempotencyKeyReused(CartsyncError):
+    """An Idempotency-Key came back with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class RateLimited(CartsyncError):
+    """Too many requests from one principal."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many requests; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(CartsyncError):
+    """Redis cannot be reached or did not answer in time."""
+
+    code = "store_unavailable"

@@ -1,0 +1,133 @@
+"""One frozen settings object, read once from ``CARTSYNC_*`` environment variables.
+
+Every variable is listed in docs/configuration.md; a malformed value stops start-up with its name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+from cartsync.domain.limits import Limits
+
+DAY = 86_400
+
+
+class SettingsError(ValueError):
+    """A CARTSYNC_* variable is missing or malformed."""
+
+
+def _secrets(raw: str, name: str) -> dict[str, Secret]:
+    """Parse ``kid:secret,kid2:secret2`` (a bare ``secret`` gets kid ``default``)."""
+    keys: dict[str, Secret] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        kid, sep, secret = part.partition(":")
+        if not sep:
+            kid, secret = "default", part
+        if not kid or len(secret) < 32:
+            raise SettingsError(f"{name}: each entry is kid:secret with a secret of 32+ characters")
+        keys[kid] = Secret(secret)
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable; build it with ``Settings.from_env()``."""
+
+    redis_url: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".cartsync")
+    jwt_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str = "cartsync"
+    jwt_audience: str = "cartsync"
+    jwt_leeway_s: int = 30
+    guest_token_ttl_s: int = 30 * DAY
+    guest_data_ttl_s: int = 30 * DAY
+    customer_data_ttl_s: int = 90 * DAY
+    idempotency_ttl_s: int = DAY
+    event_log_max: int = 1000
+    limits: Limits = field(default_factory=Limits)
+    max_body_bytes: int = 64 * 1024
+    default_currency: str = "EUR"
+    rate_limit: str = "50/second;600/minute"
+    service_rate_limit: str = "2000/second"
+    guest_issue_rate_limit: str = "10/minute"
+    rate_limit_storage: str = "memory://"
+    redis_timeout_s: float = 2.0
+    trusted_proxies: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read CARTSYNC_* variables; raise SettingsError naming the first bad one."""
+        env = dict(os.environ if environ is None else environ)
+        config = Config(environ=env, env_prefix="CARTSYNC_")
+        try:
+            url = config("REDIS_URL", cast=str, default="") or None
+            limits = Limits(
+                max_lines=config("MAX_LINES", cast=int, default=200),
+                max_qty=config("MAX_QTY", cast=int, default=999),
+                max_wishlists=config("MAX_WISHLISTS", cast=int, default=20),
+                max_wishlist_items=config("MAX_WISHLIST_ITEMS", cast=int, default=100),
+            )
+            limits.check()
+            jwks = config("JWT_JWKS_FILE", cast=str, default="")
+            settings = cls(
+                redis_url=Secret(url) if url else None,
+                host=config("HOST", cast=str, default="127.0.0.1"),
+                port=config("PORT", cast=int, default=8000),
+                data_dir=Path(config("DATA_DIR", cast=str, default=".cartsync")),
+                jwt_secrets=_secrets(config("JWT_SECRETS", cast=str, default=""), "JWT_SECRETS"),
+                jwt_jwks_file=Path(jwks) if jwks else None,
+                jwt_issuer=config("JWT_ISSUER", cast=str, default="cartsync"),
+                jwt_audience=config("JWT_AUDIENCE", cast=str, default="cartsync"),
+                jwt_leeway_s=config("JWT_LEEWAY_SECONDS", cast=int, default=30),
+                guest_token_ttl_s=config("GUEST_TOKEN_TTL_SECONDS", cast=int, default=30 * DAY),
+                guest_data_ttl_s=config("GUEST_TTL_DAYS", cast=int, default=30) * DAY,
+                customer_data_ttl_s=config("CUSTOMER_TTL_DAYS", cast=int, default=90) * DAY,
+                idempotency_ttl_s=config("IDEMPOTENCY_TTL_SECONDS", cast=int, default=DAY),
+                event_log_max=config("EVENT_LOG_MAX", cast=int, default=1000),
+                limits=limits,
+                max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=64 * 1024),
+                default_currency=config("DEFAULT_CURRENCY", cast=str, default="EUR"),
+                rate_limit=config("RATE_LIMIT", cast=str, default="50/second;600/minute"),
+                service_rate_limit=config("SERVICE_RATE_LIMIT", cast=str, default="2000/second"),
+                guest_issue_rate_limit=config(
+                    "GUEST_ISSUE_RATE_LIMIT", cast=str, default="10/minute"
+                ),
+                rate_limit_storage=config("RATE_LIMIT_STORAGE", cast=str, default="memory://"),
+                redis_timeout_s=config("REDIS_TIMEOUT_SECONDS", cast=float, default=2.0),
+                trusted_proxies=tuple(
+                    p.strip()
+                    for p in config("TRUSTED_PROXIES", cast=str, default="").split(",")
+                    if p.strip()
+                ),
+            )
+        except (ValueError, KeyError) as exc:
+            raise SettingsError(str(exc)) from exc
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject values that would make the service misbehave rather than fail."""
+        positive = {
+            "CARTSYNC_PORT": self.port,
+            "CARTSYNC_EVENT_LOG_MAX": self.event_log_max,
+            "CARTSYNC_MAX_BODY_BYTES": self.max_body_bytes,
+            "CARTSYNC_IDEMPOTENCY_TTL_SECONDS": self.idempotency_ttl_s,
+            "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,
+            "CARTSYNC_CUSTOMER_TTL_DAYS": self.customer_data_ttl_s,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {value}")
+        if not (len(self.default_currency) == 3 and self.default_currency.isupper()):
+            raise SettingsError("CARTSYNC_DEFAULT_CURRENCY must be an ISO 4217 code like EUR")
+        if self.port > 65535:
+            raise SettingsError("CARTSYNC_PORT must be at most 65535")

@@ -1,0 +1,1 @@
+"""Redis adapter: key names, server-side scripts, the store, the embedded server."""

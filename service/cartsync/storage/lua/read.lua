@@ -1,0 +1,36 @@
+-- A consistent read of one owner's data in one round trip.
+-- ARGV[1]: 'cart' | 'wishlists' | 'all' | 'history'; for 'history' ARGV[2] = since, ARGV[3] = count.
+-- Reply: {meta (flat hash), lines, wishlists, wish items (flat hash), events}; parts a mode does
+-- not need are empty. For 'history', events are the log entries after `since`, and the first
+-- retained revision is returned in meta as 'log_first'.
+
+local K_META, K_LINES, K_WL, K_WLI, K_LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local mode = ARGV[1]
+
+local meta = redis.call('HGETALL', K_META)
+local lines, wishlists, items, events = {}, {}, {}, {}
+
+if mode == 'cart' or mode == 'all' then
+  lines = redis.call('HVALS', K_LINES)
+end
+if mode == 'wishlists' or mode == 'all' then
+  wishlists = redis.call('HVALS', K_WL)
+  items = redis.call('HGETALL', K_WLI)
+end
+if mode == 'all' then
+  for i, entry in ipairs(redis.call('XRANGE', K_LOG, '-', '+')) do events[i] = entry[2][2] end
+end
+if mode == 'history' then
+  local since = tonumber(ARGV[2])
+  local first = redis.call('XRANGE', K_LOG, '-', '+', 'COUNT', 1)
+  if first[1] then
+    meta[#meta + 1] = 'log_first'
+    meta[#meta + 1] = string.match(first[1][1], '^(%d+)')
+  end
+  local start = tostring(since + 1) .. '-0'
+  for i, entry in ipairs(redis.call('XRANGE', K_LOG, start, '+', 'COUNT', tonumber(ARGV[3]))) do
+    events[i] = entry[2][2]
+  end
+end
+
+return {meta, lines, wishlists, items, events}

@@ -1,0 +1,394 @@
+"""The Redis store: one script call per change, one per consistent read."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import redis.exceptions as rexc
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from cartsync.domain import merge as merging
+from cartsync.domain.limits import Limits
+from cartsync.domain.model import Actor, Cart, Event, Line, Wishlist, WishItem, item_order, line_key
+from cartsync.domain.principal import Owner
+from cartsync.errors import (
+    CartsyncError,
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    RevisionMismatch,
+    StoreUnavailable,
+)
+from cartsync.storage.keys import OwnerKeys
+
+AnyRedis = Redis | RedisCluster
+T = TypeVar("T")
+
+CLAIM_TTL_MS = 5 * 60 * 1000
+MERGE_ATTEMPTS = 8
+SERVER_OP_TTL_MS = 10 * 60 * 1000
+"""Operation ids the server makes only guard against redis-py re-sending a script; short-lived."""
+
+_REFUSALS: Mapping[str, type[CartsyncError]] = {
+    "limit_exceeded": LimitExceeded,
+    "line_not_found": NotFound,
+    "wishlist_not_found": NotFound,
+    "item_not_found": NotFound,
+    "line_conflict": Conflict,
+    "wishlist_name_taken": Conflict,
+    "cart_merging": Conflict,
+    "guest_merged": Conflict,
+    "guest_merged_elsewhere": Conflict,
+    "merge_not_claimed": Conflict,
+    "cart_empty": InvalidInput,
+    "wishlist_protected": InvalidInput,
+}
+
+_STORE_DOWN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, rexc.ReadOnlyError)
+
+
+def _script(name: str) -> str:
+    return (resources.files("cartsync.storage") / "lua" / f"{name}.lua").read_text()
+
+
+def now_iso() -> str:
+    """UTC timestamps with milliseconds, the one format every stored time uses."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """Who writes, and what makes the write safe to repeat or conditional."""
+
+    actor: Actor
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    expected_rev: int | None = None
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A change's outcome: the response body is produced by the script, ready to send."""
+
+    status: int
+    rev: int
+    body: bytes
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+    events: list[Event]
+    log_first: int | None
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    rev: int
+    already_merged: bool
+    summary: dict[str, int]
+
+
+class _StoredWishlist(msgspec.Struct):
+    id: str
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class _Claim(msgspec.Struct):
+    merge_id: str
+    customer: str
+    state: Literal["claimed", "done"]
+    rev: int
+
+
+_actor_enc = msgspec.json.Encoder()
+_payload_enc = msgspec.json.Encoder()
+_line_dec = msgspec.json.Decoder(Line)
+_wishlist_dec = msgspec.json.Decoder(_StoredWishlist)
+_item_dec = msgspec.json.Decoder(WishItem)
+_event_dec = msgspec.json.Decoder(Event)
+_claim_dec = msgspec.json.Decoder(_Claim)
+
+
+class CartStore:
+    """Carts and wishlists of every owner, kept in Redis."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        limits: Limits,
+        currency: str,
+        event_log_max: int,
+        idempotency_ttl_s: int,
+        guest_ttl_s: int,
+        customer_ttl_s: int,
+        publish_command: Literal["PUBLISH", "SPUBLISH", ""] = "PUBLISH",
+    ) -> None:
+        self.redis = redis
+        self.limits = limits
+        self._currency = currency
+        self._log_max = str(event_log_max)
+        self._idem_ttl_ms = idempotency_ttl_s * 1000
+        self._guest_ttl_ms = str(guest_ttl_s * 1000)
+        self._customer_ttl_ms = str(customer_ttl_s * 1000)
+        self._publish = publish_command
+        self._limits_json = _payload_enc.encode(
+            {
+                "max_lines": limits.max_lines,
+                "max_qty": limits.max_qty,
+                "max_wishlists": limits.max_wishlists,
+                "max_wishlist_items": limits.max_wishlist_items,
+            }
+        )
+        self._mutate = redis.register_script(_script("mutate"))
+        self._read = redis.register_script(_script("read"))
+
+    async def ping(self) -> None:
+        await self._guarded(self.redis.ping)
+
+    # Writes ------------------------------------------------------------------------------
+
+    async def mutate(
+        self, owner: Owner, op: str, payload: Mapping[str, Any], ctx: WriteContext
+    ) -> Mutation:
+        """Apply one change atomically, at most once per operation id."""
+        if ctx.idempotency_key is not None:
+            op_id, ttl_ms = "k:" + ctx.idempotency_key, self._idem_ttl_ms
+        else:
+            op_id, ttl_ms = "s:" + uuid.uuid4().hex, SERVER_OP_TTL_MS
+        return await self._run(owner, op, payload, ctx, op_id=op_id, op_ttl_ms=ttl_ms)
+
+    async def erase(self, owner: Owner, actor: Actor) -> None:
+        """Remove everything held for an owner (right to erasure)."""
+        await self._run(owner, "erase", {}, WriteContext(actor), op_id="", op_ttl_ms=0)
+
+    async def merge(
+        self,
+        customer: Owner,
+        guest: Owner,
+        strategy: merging.MergeStrategy,
+        actor: Actor,
+    ) -> MergeReport:
+        """Fold a guest's data into a customer's; safe to retry and to race with itself.
+
+        The two owners live under different hash tags (different Cluster slots), so the merge is
+        three atomic steps keyed by one merge id: claim (freezes the guest), apply (deduplicated by
+        the merge id on the customer side), finish (erases the guest, leaves a tombstone).
+        """
+        system = WriteContext(actor)
+        claimed = await self._run(
+            guest,
+            "merge_claim",
+            {"customer": customer.id, "claim_ttl_ms": CLAIM_TTL_MS},
+            system,
+            op_id="",
+            op_ttl_ms=0,
+        )
+        claim = _claim_dec.decode(claimed.body)
+        if claim.state == "done":
+            return MergeReport(await self.revision(customer), True, {})
+        theirs = await self.snapshot(guest, "all")
+        summary: dict[str, int] = {}
+        if theirs.cart.lines or any(w.items for w in theirs.wishlists):
+            for _ in range(MERGE_ATTEMPTS):
+                mine = await self.snapshot(customer, "all")
+                outcome = merging.merge(
+                    mine.cart.lines,
+                    [w for w in mine.wishlists if w.created_at is not None],
+                    theirs.cart.lines,
+                    [w for w in theirs.wishlists if w.items],
+                    strategy,
+                    self.limits,
+                    actor=actor,
+                    now=now_iso(),
+                )
+                payload = {
+                    "guest": guest.id,
+                    "strategy": strategy.value,
+                    "lines": [_planned_line(p) for p in outcome.lines],
+                    "wishlists": [_planned_wishlist(p) for p in outcome.wishlists],
+                }
+                ctx = WriteContext(actor, expected_rev=mine.rev)
+                try:
+                    await self._run(
+                        customer,
+                        "merge_apply",
+                        payload,
+                        ctx,
+                        op_id="m:" + claim.merge_id,
+                        op_ttl_ms=self._idem_ttl_ms,
+                    )
+                except RevisionMismatch:
+                    continue  # a device changed the cart meanwhile: plan again on fresh state
+                summary = outcome.summary
+                break
+            else:
+                raise Conflict("the cart kept changing during the merge; retry", code="cart_busy")
+        await self._run(
+            guest,
+            "merge_finish",
+            {"merge_id": claim.merge_id, "tombstone_ttl_ms": self._idem_ttl_ms},
+            system,
+            op_id="",
+            op_ttl_ms=0,
+        )
+        return MergeReport(await self.revision(customer), False, summary)
+
+    async def _run(
+        self,
+        owner: Owner,
+        op: str,
+        payload: Mapping[str, Any],
+        ctx: WriteContext,
+        *,
+        op_id: str,
+        op_ttl_ms: int,
+    ) -> Mutation:
+        keys = OwnerKeys(owner.id)
+        args = [
+            op,
+            op_id,
+            ctx.fingerprint,
+            str(op_ttl_ms),
+            "" if ctx.expected_rev is None else str(ctx.expected_rev),
+            now_iso(),
+            str(int(time.time() * 1000)),
+            _actor_enc.encode(ctx.actor),
+            self._guest_ttl_ms if owner.is_guest else self._customer_ttl_ms,
+            self._log_max,
+            self._publish,
+            self._limits_json,
+            _payload_enc.encode(payload),
+            owner.id,
+            uuid.uuid4().hex,
+            self._currency,
+        ]
+        reply = await self._guarded(lambda: self._mutate(keys=keys.data_keys(), args=args))
+        status = int(reply[0])
+        if status == 0:
+            raise _refusal(reply)
+        return Mutation(status, int(reply[1]), bytes(reply[2]), bool(int(reply[3])))
+
+    # Reads -------------------------------------------------------------------------------
+
+    async def revision(self, owner: Owner) -> int:
+        raw = await self._guarded(lambda: self.redis.hget(OwnerKeys(owner.id).meta, "rev"))
+        return int(raw or 0)
+
+    async def snapshot(
+        self, owner: Owner, mode: Literal["cart", "wishlists", "all"] = "cart"
+    ) -> Snapshot:
+        """Cart, wishlists and (for 'all') the event log, read atomically."""
+        return await self._snapshot(owner, [mode])
+
+    async def history(self, owner: Owner, since: int, limit: int) -> Snapshot:
+        """Events after revision ``since``; ``log_first`` tells how far back the log reaches."""
+        return await self._snapshot(owner, ["history", str(since), str(limit)])
+
+    async def _snapshot(self, owner: Owner, args: list[str]) -> Snapshot:
+        keys = OwnerKeys(owner.id)
+        read_keys = [keys.meta, keys.lines, keys.wishlists, keys.wish_items, keys.log]
+        reply = await self._guarded(lambda: self._read(keys=read_keys, args=args))
+        raw_meta, raw_lines, raw_wl, raw_items, raw_events = reply
+        meta = {
+            bytes(raw_meta[i]).decode(): bytes(raw_meta[i + 1]).decode()
+            for i in range(0, len(raw_meta), 2)
+        }
+        rev = int(meta.get("rev", 0))
+        lines = sorted((_line_dec.decode(raw) for raw in raw_lines), key=lambda x: item_order(x.id))
+        cart = Cart(
+            owner=owner.id,
+            rev=rev,
+            cart_id=meta.get("cart_id"),
+            currency=meta.get("currency", self._currency),
+            lines=lines,
+            note=meta.get("note", ""),
+            updated_at=meta.get("updated_at"),
+        )
+        wishlists = _wishlists(raw_wl, raw_items) if args[0] in ("wishlists", "all") else []
+        events = [_event_dec.decode(raw) for raw in raw_events]
+        log_first = int(meta["log_first"]) if "log_first" in meta else None
+        return Snapshot(rev, cart, wishlists, events, log_first)
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except _STORE_DOWN as exc:
+            raise StoreUnavailable(
+                "the cart store (Redis) is unreachable; retry shortly"
+            ) from exc
+
+
+def _refusal(reply: list[Any]) -> CartsyncError:
+    code = bytes(reply[2]).decode()
+    message = bytes(reply[3]).decode()
+    field = bytes(reply[4]).decode() or None
+    if code == "revision_mismatch":
+        return RevisionMismatch(int(reply[1]))
+    if code == "idempotency_key_reused":
+        return IdempotencyKeyReused(message, field=field)
+    return _REFUSALS.get(code, Conflict)(message, code=code, field=field)
+
+
+def _wishlists(raw_wl: list[bytes], raw_items: list[bytes]) -> list[Wishlist]:
+    lists: dict[str, Wishlist] = {}
+    for raw in raw_wl:
+        w = _wishlist_dec.decode(raw)
+        lists[w.id] = Wishlist(w.id, w.name, [], created_at=w.created_at, updated_at=w.updated_at)
+    lists.setdefault("default", Wishlist(id="default", name="default", items=[]))
+    for i in range(0, len(raw_items), 2):
+        wishlist_id = bytes(raw_items[i]).decode().partition("/")[0]
+        if wishlist_id in lists:
+            lists[wishlist_id].items.append(_item_dec.decode(raw_items[i + 1]))
+    for w in lists.values():
+        w.items.sort(key=lambda item: item_order(item.id))
+
+    def order(w: Wishlist) -> tuple[int, int]:
+        return ({"default": 0, "saved": 1}.get(w.id, 2), item_order(w.id))
+
+    return sorted(lists.values(), key=order)
+
+
+def _planned_line(p: merging.PlannedLine) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(p.line)
+    out["key"] = line_key(p.line.sku, p.line.attrs)
+    if p.new:
+        del out["id"]
+    return out
+
+
+def _planned_wishlist(p: merging.PlannedWishlist) -> dict[str, Any]:
+    w = p.wishlist
+    items = []
+    for i, item in enumerate(w.items):
+        entry: dict[str, Any] = msgspec.to_builtins(item)
+        entry["key"] = line_key(item.sku, item.attrs)
+        if i >= p.new_from:
+            del entry["id"]
+        items.append(entry)
+    out: dict[str, Any] = {
+        "name": w.name,
+        "name_key": merging.wishlist_name_key(w.name),
+        "items": items,
+    }
+    if not p.new or w.id in ("default", "saved"):
+        out["id"] = w.id
+    if w.created_at is not None and not p.new:
+        out["created_at"] = w.created_at
+    return out

@@ -1,0 +1,1 @@
+"""HTTP adapter: the Starlette app, its routes, and the one error-to-HTTP map."""

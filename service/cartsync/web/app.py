@@ -1,0 +1,90 @@
+"""``create_app(settings)``: where the adapters meet."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
+from cartsync.errors import CartsyncError
+from cartsync.settings import Settings
+from cartsync.storage.connection import connect
+from cartsync.storage.store import CartStore
+from cartsync.web import errors, openapi, routes_account, routes_cart, routes_wishlists
+from cartsync.web.endpoints import Endpoint, json_response, owner_view
+from cartsync.web.services import RateLimits, Services
+
+ENDPOINTS: list[Endpoint] = [
+    *routes_cart.ENDPOINTS,
+    *routes_wishlists.ENDPOINTS,
+    *routes_account.ENDPOINTS,
+]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The cartsync ASGI app; Redis is connected in the lifespan, never at import."""
+    keys = TokenKeys.from_settings(settings)
+    try:
+        issuer: TokenIssuer | None = TokenIssuer(keys, settings)
+    except ValueError:
+        issuer = None
+    spec = openapi.build(ENDPOINTS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = connect(settings)
+        store = CartStore(
+            redis,
+            limits=settings.limits,
+            currency=settings.default_currency,
+            event_log_max=settings.event_log_max,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            guest_ttl_s=settings.guest_data_ttl_s,
+            customer_ttl_s=settings.customer_data_ttl_s,
+        )
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            verifier=TokenVerifier(keys, settings),
+            issuer=issuer,
+            limits=RateLimits(settings),
+        )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(spec)
+
+    routes = [
+        Route("/healthz", routes_account.healthz, methods=["GET"]),
+        Route("/readyz", routes_account.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
+    ]
+    for ep in ENDPOINTS:
+        routes.append(Route("/v1" + ep.path, owner_view(ep, mirrored=False), methods=[ep.method]))
+        routes.append(
+            Route(
+                "/v1/customers/{customer_id}" + ep.path,
+                owner_view(ep, mirrored=True),
+                methods=[ep.method],
+            )
+        )
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            CartsyncError: errors.on_cartsync_error,
+            HTTPException: errors.on_http_error,
+            Exception: errors.on_unexpected,
+        },
+    )
+

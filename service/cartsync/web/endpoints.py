@@ -1,0 +1,119 @@
+"""The endpoint table: one declaration per route, from which routing and OpenAPI are built."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cartsync.domain.model import Actor
+from cartsync.domain.principal import Owner, Principal, customer_data, device_id, own_data
+from cartsync.storage.store import Mutation, WriteContext
+from cartsync.web import inputs
+from cartsync.web.services import Services
+
+B = TypeVar("B")
+_encoder = msgspec.json.Encoder()
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True)
+class Call(Generic[B]):
+    """Everything a handler needs, already authenticated, authorised and decoded."""
+
+    request: Request
+    services: Services
+    principal: Principal
+    owner: Owner
+    body: B
+    fingerprint: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(
+            role=self.principal.role.value,
+            id=self.principal.subject,
+            device=device_id(self.request.headers.get("x-device-id")),
+        )
+
+    def write_context(self) -> WriteContext:
+        key = inputs.idempotency_key(self.request)
+        return WriteContext(
+            actor=self.actor,
+            idempotency_key=key,
+            fingerprint=self.fingerprint if key is not None else "",
+            expected_rev=inputs.expected_revision(self.request),
+        )
+
+    async def mutate(self, op: str, payload: dict[str, Any]) -> Response:
+        """Run one store operation and send the body the script produced."""
+        result = await self.services.store.mutate(self.owner, op, payload, self.write_context())
+        return mutation_response(result)
+
+
+def mutation_response(result: Mutation) -> Response:
+    headers = {"ETag": f'"{result.rev}"'}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        result.body, status_code=result.status, media_type="application/json", headers=headers
+    )
+
+
+def json_response(value: object, status: int = 200, rev: int | None = None) -> Response:
+    headers = {"ETag": f'"{rev}"'} if rev is not None else None
+    return Response(
+        _encoder.encode(value), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+Handler = Callable[[Call[Any]], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of an owner's data, served at ``/v1<path>`` and ``/v1/customers/{id}<path>``."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    mutation: bool = False
+
+
+def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint: authenticate, resolve the owner, rate limit, decode, handle."""
+
+    async def view(request: Request) -> Response:
+        services: Services = request.app.state.services
+        principal = services.authenticate(request)
+        if mirrored:
+            owner = customer_data(principal, request.path_params["customer_id"])
+        else:
+            owner = own_data(principal)
+        await services.rate_limit(principal)
+        body: object = None
+        fp = ""
+        if endpoint.body is not None:
+            raw = await inputs.read_body(request, services.settings.max_body_bytes)
+            body = inputs.decode_body(raw, request.headers.get("content-type"), endpoint.body)
+            params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
+            fp = inputs.fingerprint(
+                endpoint.method,
+                endpoint.path,
+                params,
+                _canonical.encode(msgspec.to_builtins(body)),
+            )
+        elif endpoint.mutation:
+            params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
+            fp = inputs.fingerprint(endpoint.method, endpoint.path, params, b"")
+        return await endpoint.handler(Call(request, services, principal, owner, body, fp))
+
+    return view

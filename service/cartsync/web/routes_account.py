@@ -1,0 +1,70 @@
+"""Privacy routes of one owner, and the public routes: guest tokens, health, OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cartsync import wire
+from cartsync.auth.tokens import new_guest_subject
+from cartsync.domain.principal import Role
+from cartsync.errors import CartsyncError, Forbidden
+from cartsync.storage.store import now_iso
+from cartsync.web.endpoints import Call, Endpoint, json_response
+from cartsync.web.services import Services
+
+
+async def export(call: Call[None]) -> Response:
+    snap = await call.services.store.snapshot(call.owner, "all")
+    body = wire.Export(
+        owner=call.owner.id,
+        exported_at=now_iso(),
+        cart=snap.cart,
+        wishlists=snap.wishlists,
+        events=snap.events,
+    )
+    return json_response(body, rev=snap.rev)
+
+
+async def erase(call: Call[None]) -> Response:
+    await call.services.store.erase(call.owner, call.actor)
+    return json_response(wire.Erased(erased=True))
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/me/export", export, "Everything held for this owner", response=wire.Export),
+    Endpoint("DELETE", "/me", erase, "Erase everything held for this owner", response=wire.Erased),
+]
+
+
+async def issue_guest(request: Request) -> Response:
+    """A signed guest token for an anonymous device, limited per client address."""
+    services: Services = request.app.state.services
+    await services.limits.guest_issue(services.client_address(request))
+    if services.issuer is None:
+        raise Forbidden("this deployment verifies tokens but holds no key to issue guest tokens")
+    subject = new_guest_subject()
+    ttl = services.settings.guest_token_ttl_s
+    token = services.issuer.issue(Role.GUEST, subject, ttl_s=ttl)
+    expires = datetime.now(UTC) + timedelta(seconds=ttl)
+    body = wire.GuestToken(
+        token=token,
+        guest_id=subject,
+        expires_at=expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    return json_response(body, status=201)
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(wire.Health(status="ok"))
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        await services.store.ping()
+    except CartsyncError as exc:
+        return json_response(wire.Health(status="unavailable", detail=exc.message), status=503)
+    return json_response(wire.Health(status="ready"))

@@ -1,0 +1,71 @@
+"""What the app holds for its lifetime: store, token checks, rate limits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import Storage
+from limits.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
+
+from cartsync.auth.tokens import TokenIssuer, TokenVerifier
+from cartsync.domain.principal import Principal, Role
+from cartsync.errors import RateLimited
+from cartsync.settings import Settings
+from cartsync.storage.store import CartStore
+from cartsync.web.inputs import bearer_token
+
+
+class RateLimits:
+    """Per-principal request budgets (the ``limits`` library does the counting)."""
+
+    def __init__(self, settings: Settings) -> None:
+        uri = settings.rate_limit_storage
+        if not uri.startswith("async+"):
+            uri = "async+" + uri  # the asyncio flavour of the same backend
+        storage = storage_from_string(uri)
+        assert isinstance(storage, Storage)
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._principal = parse_many(settings.rate_limit)
+        self._service = parse_many(settings.service_rate_limit)
+        self._guest_issue = parse_many(settings.guest_issue_rate_limit)
+
+    async def principal(self, who: Principal) -> None:
+        items = self._service if who.role is Role.SERVICE else self._principal
+        await self._hit(items, "p", who.role.value, who.subject)
+
+    async def guest_issue(self, client: str) -> None:
+        await self._hit(self._guest_issue, "guest", client)
+
+    async def _hit(self, items: list[RateLimitItem], *identity: str) -> None:
+        for item in items:
+            if not await self._limiter.hit(item, *identity):
+                stats = await self._limiter.get_window_stats(item, *identity)
+                raise RateLimited(max(1, int(stats.reset_time - time.time()) + 1))
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: CartStore
+    verifier: TokenVerifier
+    issuer: TokenIssuer | None
+    limits: RateLimits
+
+    def authenticate(self, request: Request) -> Principal:
+        return self.verifier.verify(bearer_token(request))
+
+    async def rate_limit(self, who: Principal) -> None:
+        await self.limits.principal(who)
+
+    def client_address(self, request: Request) -> str:
+        """The caller's address; X-Forwarded-For is believed only from trusted proxies."""
+        peer = request.client.host if request.client else "unknown"
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded and peer in self.settings.trusted_proxies:
+            return forwarded.split(",")[0].strip()
+        return peer

@@ -1,0 +1,207 @@
+"""The contract: msgspec types of every HTTP request and response body.
+
+Input types forbid unknown fields; their ``Meta`` constraints are the format rules, checked while
+decoding. Count limits that depend on stored state (lines per cart, items per wishlist) are checked
+atomically in the store.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from cartsync.domain.limits import QTY_CEILING
+from cartsync.domain.model import Cart, Event, Line, Wishlist, WishItem
+
+Sku = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Product or variant id")
+]
+Qty = Annotated[int, Meta(ge=1, le=QTY_CEILING)]
+QtyOrZero = Annotated[int, Meta(ge=0, le=QTY_CEILING, description="0 removes the line")]
+AttrName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+AttrValue = Annotated[str, Meta(max_length=256)]
+Attrs = Annotated[
+    dict[AttrName, AttrValue],
+    Meta(max_length=16, description="Variant attributes such as size or colour, at most 16"),
+]
+Title = Annotated[str, Meta(min_length=1, max_length=200)]
+Price = Annotated[
+    str, Meta(pattern=r"^\d{1,9}(\.\d{1,4})?$", description="Decimal amount in the cart currency")
+]
+Note = Annotated[str, Meta(max_length=1000)]
+WishlistName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
+MergeStrategyName = Literal["sum", "max", "replace", "keep"]
+
+
+class Input(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+
+class AddLine(Input):
+    sku: Sku
+    qty: Qty = 1
+    attrs: Attrs = msgspec.field(default_factory=dict)
+    title: Title | None = None
+    unit_price: Price | None = None
+
+
+class PatchLine(Input):
+    qty: QtyOrZero | UnsetType = UNSET
+    attrs: Attrs | UnsetType = UNSET
+
+
+class SetNote(Input):
+    note: Note
+
+
+class MergeCarts(Input):
+    guest_token: Annotated[str, Meta(min_length=1, max_length=4096)]
+    strategy: MergeStrategyName = "sum"
+
+
+class CreateWishlist(Input):
+    name: WishlistName
+
+
+class PatchWishlist(Input):
+    name: WishlistName
+
+
+class AddWishItem(Input):
+    sku: Sku
+    attrs: Attrs = msgspec.field(default_factory=dict)
+    title: Title | None = None
+    note: Note | None = None
+
+
+class MoveToCart(Input):
+    qty: Qty = 1
+
+
+# Responses --------------------------------------------------------------------------------
+
+
+class ErrorDetail(Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(Struct):
+    error: ErrorDetail
+
+
+class LineResult(Struct):
+    rev: int
+    line: Line
+
+
+class PatchLineResult(Struct, omit_defaults=True):
+    rev: int
+    line: Line | None = None
+    removed: str | None = None
+
+
+class Removed(Struct):
+    rev: int
+    removed: str
+
+
+class RevOnly(Struct):
+    rev: int
+
+
+class NoteResult(Struct):
+    rev: int
+    note: str
+
+
+class SavedForLater(Struct):
+    rev: int
+    wishlist_id: str
+    item: WishItem
+
+
+class Checkout(Struct):
+    cart_id: str
+    owner: str
+    currency: str
+    note: str
+    checked_out_at: str
+    lines: list[Line]
+
+
+class CheckoutResult(Struct):
+    rev: int
+    checkout: Checkout
+    cart_id: str
+
+
+class MergeResult(Struct):
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+    already_merged: bool
+    dropped_lines: int
+    capped_lines: int
+    dropped_items: int
+
+
+class Wishlists(Struct):
+    rev: int
+    wishlists: list[Wishlist]
+
+
+class WishlistResult(Struct):
+    rev: int
+    wishlist: Wishlist
+
+
+class WishItemResult(Struct):
+    rev: int
+    item: WishItem
+    created: bool
+
+
+class History(Struct):
+    rev: int
+    since: int
+    complete: bool
+    events: list[Event]
+
+
+class GuestToken(Struct):
+    token: str
+    guest_id: str
+    expires_at: str
+
+
+class Export(Struct):
+    owner: str
+    exported_at: str
+    cart: Cart
+    wishlists: list[Wishlist]
+    events: list[Event]
+
+
+class Erased(Struct):
+    erased: bool
+
+
+class Health(Struct, omit_defaults=True):
+    status: str
+    detail: str | None = None
+
+
+REQUEST_TYPES: tuple[type[Any], ...] = (
+    AddLine,
+    PatchLine,
+    SetNote,
+    MergeCarts,
+    CreateWishlist,
+    PatchWishlist,
+    AddWishItem,
+    MoveToCart,
+)
