@@ -13,11 +13,9 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from cartsync.domain.limits import QTY_CEILING
-from cartsync.domain.model import Cart, Event, Line, Wishlist, WishItem
+from cartsync.domain.model import Cart, Event, Line, WishItem, Wishlist
 
-Sku = Annotated[
-    str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Product or variant id")
-]
+Sku = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Product or variant id")]
 Qty = Annotated[int, Meta(ge=1, le=QTY_CEILING)]
 QtyOrZero = Annotated[int, Meta(ge=0, le=QTY_CEILING, description="0 removes the line")]
 AttrName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]

@@ -21,7 +21,7 @@ import msgspec
 
 from cartsync.domain.events import SYSTEM_WISHLISTS
 from cartsync.domain.limits import Limits
-from cartsync.domain.model import Actor, Line, Wishlist, WishItem, line_key
+from cartsync.domain.model import Actor, Line, WishItem, Wishlist, line_key
 
 
 class MergeStrategy(enum.StrEnum):
@@ -120,8 +120,10 @@ def _merge_lines(
             planned.append(entry)
             by_key[key] = entry
             continue
-        wanted = hit.line.qty + line.qty if strategy is MergeStrategy.SUM else max(
-            hit.line.qty, line.qty
+        wanted = (
+            hit.line.qty + line.qty
+            if strategy is MergeStrategy.SUM
+            else max(hit.line.qty, line.qty)
         )
         qty = min(wanted, limits.max_qty)
         if qty < wanted:

@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from cartsync.domain import merge as merging
 from cartsync.domain.limits import Limits
-from cartsync.domain.model import Actor, Cart, Event, Line, Wishlist, WishItem, item_order, line_key
+from cartsync.domain.model import Actor, Cart, Event, Line, WishItem, Wishlist, item_order, line_key
 from cartsync.domain.principal import Owner
 from cartsync.errors import (
     CartsyncError,
@@ -261,7 +261,7 @@ class CartStore:
         op_ttl_ms: int,
     ) -> Mutation:
         keys = OwnerKeys(owner.id)
-        args = [
+        args: list[str | bytes] = [
             op,
             op_id,
             ctx.fingerprint,
@@ -330,9 +330,7 @@ class CartStore:
         try:
             return await call()
         except _STORE_DOWN as exc:
-            raise StoreUnavailable(
-                "the cart store (Redis) is unreachable; retry shortly"
-            ) from exc
+            raise StoreUnavailable("the cart store (Redis) is unreachable; retry shortly") from exc
 
 
 def _refusal(reply: list[Any]) -> CartsyncError:
@@ -349,8 +347,8 @@ def _refusal(reply: list[Any]) -> CartsyncError:
 def _wishlists(raw_wl: list[bytes], raw_items: list[bytes]) -> list[Wishlist]:
     lists: dict[str, Wishlist] = {}
     for raw in raw_wl:
-        w = _wishlist_dec.decode(raw)
-        lists[w.id] = Wishlist(w.id, w.name, [], created_at=w.created_at, updated_at=w.updated_at)
+        s = _wishlist_dec.decode(raw)
+        lists[s.id] = Wishlist(s.id, s.name, [], created_at=s.created_at, updated_at=s.updated_at)
     lists.setdefault("default", Wishlist(id="default", name="default", items=[]))
     for i in range(0, len(raw_items), 2):
         wishlist_id = bytes(raw_items[i]).decode().partition("/")[0]

@@ -87,4 +87,3 @@ def create_app(settings: Settings) -> Starlette:
             Exception: errors.on_unexpected,
         },
     )
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -45,7 +46,11 @@ _encoder = msgspec.json.Encoder()
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body = _encoder.encode(ErrorBody(ErrorDetail(code=code, message=message, field=field)))
     return Response(body, status_code=status, media_type="application/json", headers=headers)
@@ -54,7 +59,7 @@ def error_response(
 def status_of(exc: CartsyncError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

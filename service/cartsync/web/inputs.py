@@ -56,7 +56,7 @@ def decode_body(raw: bytes, content_type: str | None, type_: type[T]) -> T:
         raw = b"{}"
     decoder = _decoders.get(type_)
     if decoder is None:
-        decoder = _decoders[type_] = msgspec.json.Decoder(type_)  # type: ignore[assignment]
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
         return decoder.decode(raw)  # type: ignore[return-value]
     except msgspec.ValidationError as exc:

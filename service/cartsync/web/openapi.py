@@ -98,7 +98,9 @@ def build(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 
@@ -114,7 +116,12 @@ def _headers(ep: Endpoint) -> list[dict[str, Any]]:
     ]
     if ep.mutation:
         out += [
-            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
             {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
         ]
     return out

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from cartsync import wire
 from cartsync.domain.merge import MergeStrategy
-from cartsync.domain.model import attrs_key, line_key
+from cartsync.domain.model import Cart, attrs_key, line_key
 from cartsync.domain.principal import Owner, Role
 from cartsync.errors import Forbidden, InvalidInput, Unauthenticated
 from cartsync.web.endpoints import Call, Endpoint, json_response
@@ -84,7 +84,9 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
         guest = call.services.verifier.verify(call.body.guest_token)
     except Unauthenticated as exc:
         raise InvalidInput(
-            f"guest_token is not valid: {exc.message}", code="invalid_guest_token", field="guest_token"
+            f"guest_token is not valid: {exc.message}",
+            code="invalid_guest_token",
+            field="guest_token",
         ) from exc
     if guest.role is not Role.GUEST:
         raise InvalidInput(
@@ -121,12 +123,14 @@ def _int_param(call: Call[Any], name: str, default: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or len(raw) > 18:
-        raise InvalidInput(f"{name} must be a non-negative integer", code="invalid_field", field=name)
+        raise InvalidInput(
+            f"{name} must be a non-negative integer", code="invalid_field", field=name
+        )
     return int(raw)
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/cart", get_cart, "The owner's active cart", response=wire.Cart),
+    Endpoint("GET", "/cart", get_cart, "The owner's active cart", response=Cart),
     Endpoint(
         "POST",
         "/cart/lines",
@@ -154,7 +158,9 @@ ENDPOINTS = [
         response=wire.Removed,
         mutation=True,
     ),
-    Endpoint("DELETE", "/cart", clear_cart, "Remove every line", response=wire.RevOnly, mutation=True),
+    Endpoint(
+        "DELETE", "/cart", clear_cart, "Remove every line", response=wire.RevOnly, mutation=True
+    ),
     Endpoint(
         "PUT",
         "/cart/note",
