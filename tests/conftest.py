@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +24,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 
 
 @pytest.fixture(scope="session")
-def service(redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def service(
+    redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
     env = service_env(redis_server.url, tmp_path_factory.mktemp("service"))
     proc = ServiceProcess(env).start()
     try:
@@ -38,7 +39,9 @@ class Tokens:
     """Mints tokens the test service accepts, for any role and subject."""
 
     def __init__(self) -> None:
-        settings = Settings.from_env({"CARTSYNC_JWT_SECRETS": TEST_SECRET, "CARTSYNC_DATA_DIR": "/nonexistent"})
+        settings = Settings.from_env(
+            {"CARTSYNC_JWT_SECRETS": TEST_SECRET, "CARTSYNC_DATA_DIR": "/nonexistent"}
+        )
         self._issuer = TokenIssuer(TokenKeys.from_settings(settings), settings)
 
     def token(self, role: str, subject: str, *, store: str | None = None, ttl_s: int = 3600) -> str:
@@ -66,11 +69,9 @@ async def client(service: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def alice(client: httpx.AsyncClient, tokens: Tokens, customer_id: str) -> AsyncIterator[httpx.AsyncClient]:
+def alice(client: httpx.AsyncClient, tokens: Tokens, customer_id: str) -> httpx.AsyncClient:
     """A client already signed in as a fresh customer."""
     client.headers.update(tokens.headers("customer", customer_id))
-    yield client
+    return client
 
 
-def here() -> Path:
-    return Path(__file__).parent

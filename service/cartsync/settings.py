@@ -35,6 +35,10 @@ def _secrets(raw: str, name: str) -> dict[str, Secret]:
     return keys
 
 
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable; build it with ``Settings.from_env()``."""
@@ -62,6 +66,7 @@ class Settings:
     rate_limit_storage: str = "memory://"
     redis_timeout_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,11 +108,8 @@ class Settings:
                 ),
                 rate_limit_storage=config("RATE_LIMIT_STORAGE", cast=str, default="memory://"),
                 redis_timeout_s=config("REDIS_TIMEOUT_SECONDS", cast=float, default=2.0),
-                trusted_proxies=tuple(
-                    p.strip()
-                    for p in config("TRUSTED_PROXIES", cast=str, default="").split(",")
-                    if p.strip()
-                ),
+                trusted_proxies=_csv(config("TRUSTED_PROXIES", cast=str, default="")),
+                cors_origins=_csv(config("CORS_ORIGINS", cast=str, default="")),
             )
         except (ValueError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc

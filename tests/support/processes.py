@@ -27,14 +27,18 @@ def free_port() -> int:
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("redis-server is not on PATH; .ci/run installs it (apt-get install redis-server)")
+        raise RuntimeError(
+            "redis-server is not on PATH; .ci/run installs it (apt-get install redis-server)"
+        )
     return found
 
 
 class RedisProcess:
     """A private redis-server in its own folder; it can be stopped and started on the same port."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, extra: list[str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -48,19 +52,27 @@ class RedisProcess:
     def start(self) -> RedisProcess:
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--logfile", str(self.workdir / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(self.workdir / "redis.log"),
             *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.workdir / 'redis.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server exited: {(self.workdir / 'redis.log').read_text()[-2000:]}"
+                )
             try:
                 redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
                 return self

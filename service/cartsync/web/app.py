@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -78,8 +80,29 @@ def create_app(settings: Settings) -> Starlette:
                 methods=[ep.method],
             )
         )
+    middleware = []
+    if settings.cors_origins:
+        # The web shop's own JS calls cartsync from the shop's origin.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "If-Match",
+                    "If-None-Match",
+                    "X-Device-Id",
+                ],
+                expose_headers=["ETag", "Idempotent-Replayed", "Retry-After"],
+                max_age=600,
+            )
+        )
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             CartsyncError: errors.on_cartsync_error,
