@@ -19,12 +19,14 @@ from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.store import CartStore
 from cartsync.web import errors, openapi, routes_account, routes_cart, routes_wishlists
-from cartsync.web.endpoints import Endpoint, json_response, owner_view
+from cartsync.web.commands import COMMANDS
+from cartsync.web.endpoints import Endpoint, command_endpoint, json_response, owner_view
 from cartsync.web.services import RateLimits, Services
 
 ENDPOINTS: list[Endpoint] = [
     *routes_cart.ENDPOINTS,
     *routes_wishlists.ENDPOINTS,
+    *(command_endpoint(c) for c in COMMANDS),
     *routes_account.ENDPOINTS,
 ]
 

@@ -14,6 +14,7 @@ from cartsync.domain.model import Actor
 from cartsync.domain.principal import Owner, Principal, customer_data, device_id, own_data
 from cartsync.storage.store import Mutation, WriteContext
 from cartsync.web import inputs
+from cartsync.web.commands import Command
 from cartsync.web.services import Services
 
 B = TypeVar("B")
@@ -86,6 +87,26 @@ class Endpoint:
     response: type[Any] | None = None
     status: int = 200
     mutation: bool = False
+
+
+def command_endpoint(command: Command) -> Endpoint:
+    """The REST face of a command."""
+
+    async def handler(call: Call[Any]) -> Response:
+        params = {name: call.request.path_params[name] for name in command.params}
+        return await call.mutate(command.op, command.build(call.body, params))
+
+    handler.__name__ = command.name
+    return Endpoint(
+        command.method,
+        command.path,
+        handler,
+        command.summary,
+        body=command.body,
+        response=command.response,
+        status=command.status,
+        mutation=True,
+    )
 
 
 def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awaitable[Response]]:

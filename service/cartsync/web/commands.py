@@ -1,0 +1,219 @@
+"""Every change an owner can make, once: served over REST and as websocket ``op`` messages.
+
+A command names its REST route and turns a decoded body and path parameters into a store
+operation. Both transports fingerprint a command the same way, so an ``op`` sent over a
+websocket and retried over REST with the same key is applied once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from cartsync import wire
+from cartsync.domain.merge import wishlist_name_key
+from cartsync.domain.model import attrs_key, line_key
+from cartsync.errors import InvalidInput
+
+Payload = dict[str, Any]
+Params = Mapping[str, str]
+
+
+def _present(**fields: Any) -> Payload:
+    """Payload for a script: absent optional fields stay absent (Lua has no null)."""
+    return {k: v for k, v in fields.items() if v is not None and v is not msgspec.UNSET}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    method: str
+    path: str
+    op: str
+    build: Callable[[Any, Params], Payload]
+    summary: str
+    response: type[Any]
+    body: type[Any] | None = None
+    status: int = 200
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
+
+
+def _add_line(b: wire.AddLine, p: Params) -> Payload:
+    return _present(
+        sku=b.sku,
+        qty=b.qty,
+        attrs=b.attrs,
+        key=line_key(b.sku, b.attrs),
+        title=b.title,
+        unit_price=b.unit_price,
+    )
+
+
+def _patch_line(b: wire.PatchLine, p: Params) -> Payload:
+    if b.qty is msgspec.UNSET and b.attrs is msgspec.UNSET:
+        raise InvalidInput("send qty, attrs or both", code="invalid_field", field="qty")
+    payload = _present(line_id=p["line_id"], qty=b.qty)
+    if not isinstance(b.attrs, msgspec.UnsetType):
+        # Only the script knows the line's sku; it prefixes it to make the line key.
+        payload["attrs"] = b.attrs
+        payload["attrs_key"] = attrs_key(b.attrs)
+    return payload
+
+
+def _named(b: wire.CreateWishlist | wire.PatchWishlist, p: Params) -> Payload:
+    name = b.name.strip()
+    return {**p, "name": name, "name_key": wishlist_name_key(name)}
+
+
+def _add_item(b: wire.AddWishItem, p: Params) -> Payload:
+    return _present(
+        wishlist_id=p["wishlist_id"],
+        sku=b.sku,
+        attrs=b.attrs,
+        key=line_key(b.sku, b.attrs),
+        title=b.title,
+        note=b.note,
+    )
+
+
+def _params_only(b: None, p: Params) -> Payload:
+    return dict(p)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "add_line",
+        "POST",
+        "/cart/lines",
+        "line_add",
+        _add_line,
+        "Add a line, or add to the line with the same sku and attrs",
+        wire.LineResult,
+        wire.AddLine,
+        201,
+    ),
+    Command(
+        "patch_line",
+        "PATCH",
+        "/cart/lines/{line_id}",
+        "line_update",
+        _patch_line,
+        "Change a line's quantity or attrs (qty 0 removes it)",
+        wire.PatchLineResult,
+        wire.PatchLine,
+    ),
+    Command(
+        "remove_line",
+        "DELETE",
+        "/cart/lines/{line_id}",
+        "line_remove",
+        _params_only,
+        "Remove a line",
+        wire.Removed,
+    ),
+    Command(
+        "clear_cart",
+        "DELETE",
+        "/cart",
+        "cart_clear",
+        _params_only,
+        "Remove every line",
+        wire.RevOnly,
+    ),
+    Command(
+        "set_note",
+        "PUT",
+        "/cart/note",
+        "note_set",
+        lambda b, p: {"note": b.note},
+        "Set the cart's note",
+        wire.NoteResult,
+        wire.SetNote,
+    ),
+    Command(
+        "save_for_later",
+        "POST",
+        "/cart/lines/{line_id}/save-for-later",
+        "line_save_for_later",
+        _params_only,
+        "Move a line to the 'saved' wishlist",
+        wire.SavedForLater,
+    ),
+    Command(
+        "checkout",
+        "POST",
+        "/cart/checkout",
+        "checkout",
+        _params_only,
+        "Freeze the cart: return its final snapshot and start a new empty cart",
+        wire.CheckoutResult,
+    ),
+    Command(
+        "create_wishlist",
+        "POST",
+        "/wishlists",
+        "wishlist_create",
+        _named,
+        "Create a named wishlist",
+        wire.WishlistResult,
+        wire.CreateWishlist,
+        201,
+    ),
+    Command(
+        "rename_wishlist",
+        "PATCH",
+        "/wishlists/{wishlist_id}",
+        "wishlist_rename",
+        _named,
+        "Rename a wishlist",
+        wire.WishlistResult,
+        wire.PatchWishlist,
+    ),
+    Command(
+        "delete_wishlist",
+        "DELETE",
+        "/wishlists/{wishlist_id}",
+        "wishlist_delete",
+        _params_only,
+        "Delete a wishlist and its items",
+        wire.Removed,
+    ),
+    Command(
+        "add_item",
+        "POST",
+        "/wishlists/{wishlist_id}/items",
+        "item_add",
+        _add_item,
+        "Add an item (an existing sku+attrs is returned unchanged, 200)",
+        wire.WishItemResult,
+        wire.AddWishItem,
+        201,
+    ),
+    Command(
+        "remove_item",
+        "DELETE",
+        "/wishlists/{wishlist_id}/items/{item_id}",
+        "item_remove",
+        _params_only,
+        "Remove an item",
+        wire.Removed,
+    ),
+    Command(
+        "move_to_cart",
+        "POST",
+        "/wishlists/{wishlist_id}/items/{item_id}/move-to-cart",
+        "item_move_to_cart",
+        lambda b, p: {**p, "qty": b.qty},
+        "Move an item into the cart",
+        wire.LineResult,
+        wire.MoveToCart,
+    ),
+)
+
+BY_NAME: Mapping[str, Command] = {c.name: c for c in COMMANDS}
