@@ -1,0 +1,193 @@
+"""The ``cartsync`` command: ``serve`` runs the service, ``token`` signs a token for local use."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from dataclasses import replace
+from typing import cast
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Secret
+
+from cartsync import __version__
+from cartsync.auth.tokens import DEV_KEY_FILE, TokenIssuer, TokenKeys
+from cartsync.domain.principal import Role
+from cartsync.settings import Settings, SettingsError
+
+DEFAULT_TOKEN_TTL_S = 24 * 3600
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, read CARTSYNC_* settings and run the chosen command."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: return rather than exit
+        return int(exc.code or 0)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            return _serve(settings, host=args.host, port=args.port)
+        return _token(settings, args.role, args.subject, store=args.store, ttl_s=args.ttl)
+    except SettingsError as exc:
+        print(f"cartsync: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cartsync", description="Carts and wishlists kept in sync, in Redis."
+    )
+    parser.add_argument("--version", action="version", version=f"cartsync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP and websocket service")
+    serve.add_argument("--host", help="address to listen on (default: CARTSYNC_HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, help="port to listen on (default: CARTSYNC_PORT or 8000)"
+    )
+
+    token = commands.add_parser("token", help="print a signed token, for trying the API locally")
+    token.add_argument(
+        "role",
+        choices=[role.value for role in Role],
+        metavar="ROLE",
+        help="customer, guest, staff or service",
+    )
+    token.add_argument(
+        "subject", metavar="SUBJECT", help="customer id, guest id, staff or service name"
+    )
+    token.add_argument("--store", help="the staff member's store (required for staff)")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        metavar="SECONDS",
+        help="lifetime (default: 24 h; guests: CARTSYNC_GUEST_TOKEN_TTL_SECONDS)",
+    )
+    return parser
+
+
+def _token(
+    settings: Settings, role_name: str, subject: str, *, store: str | None, ttl_s: int | None
+) -> int:
+    """Print a token signed with the same keys ``serve`` from this folder verifies with."""
+    role = Role(role_name)
+    if ttl_s is None:
+        ttl_s = settings.guest_token_ttl_s if role is Role.GUEST else DEFAULT_TOKEN_TTL_S
+    try:
+        issuer = TokenIssuer(TokenKeys.from_settings(settings), settings)
+        token = issuer.issue(role, subject, store=store, ttl_s=ttl_s)
+    except ValueError as exc:  # a bad subject, store or ttl; JWKS-only setups
+        print(f"cartsync token: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(token + "\n")
+    return 0
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+    """Run the service until SIGTERM or SIGINT, with an embedded Redis if none is configured."""
+    settings = replace(
+        settings,
+        host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
+    )
+    settings.check()
+    if TokenKeys.from_settings(settings).development:
+        _say(
+            "WARNING: no CARTSYNC_JWT_SECRETS or CARTSYNC_JWT_JWKS_FILE set; tokens are signed "
+            f"with a development secret kept in {(settings.data_dir / DEV_KEY_FILE).resolve()}."
+            " Never run like this in production."
+        )
+    from cartsync.storage.embedded import EmbeddedRedisError
+
+    address = _address(settings.host, settings.port)
+    try:
+        listener = _bind(settings.host, settings.port)
+    except OSError as exc:
+        _say(f"cannot listen on {address}: {exc.strerror or exc}")
+        return 1
+    try:
+        asyncio.run(_run(settings, listener, address))
+    except EmbeddedRedisError as exc:
+        _say(str(exc))
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return 130
+    finally:
+        listener.close()  # a no-op once Hypercorn has taken the socket over
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind first: a taken port fails before Redis starts, and "listening" is then true."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+async def _run(settings: Settings, listener: socket.socket, address: str) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+    from hypercorn.typing import ASGIFramework
+
+    from cartsync.storage.embedded import EmbeddedRedis
+    from cartsync.web.app import create_app
+
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url is None:
+            url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
+            settings = replace(settings, redis_url=Secret(url))
+            _say(
+                f"using embedded redis-server at {_where(url)}, "
+                f"data in {(settings.data_dir / 'redis').resolve()}"
+            )
+        else:
+            _say(f"using Redis at {_where(str(settings.redis_url))}")
+        app = create_app(settings)
+
+        config = Config()
+        # Hypercorn adopts the bound socket by descriptor and closes it when it stops.
+        config.bind = [f"fd://{listener.detach()}"]
+        config.websocket_max_message_size = 64 * 1024
+        config.keep_alive_max_requests = 100_000  # the default 1,000 drops busy clients' sockets
+        config.graceful_timeout = 10.0
+        config.accesslog = None
+        config.errorlog = "-"
+
+        print(f"cartsync listening on http://{address}", flush=True)
+        # Starlette's ASGI types and Hypercorn's TypedDicts describe the same protocol.
+        await serve(cast(ASGIFramework, app), config, shutdown_trigger=shutdown.wait)
+
+
+def _where(url: str) -> str:
+    """host:port of a Redis URL, leaving out any user name and password."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"unix:{parts.path}"
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+    except ValueError:
+        return "(unparsable CARTSYNC_REDIS_URL)"
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _say(message: str) -> None:
+    print(f"cartsync: {message}", file=sys.stderr, flush=True)
