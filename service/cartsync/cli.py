@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Secret
@@ -144,9 +144,20 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
     from cartsync.web.app import create_app
 
     shutdown = asyncio.Event()
+    apps: list[Any] = []
+
+    def stop() -> None:
+        # Live sockets close first with 1001, so their clients reconnect to another instance
+        # while Hypercorn stops accepting and finishes in-flight requests.
+        for app in apps:
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                services.draining.set()
+        shutdown.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, shutdown.set)
+        loop.add_signal_handler(signum, stop)
 
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is None:
@@ -159,11 +170,13 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         else:
             _say(f"using Redis at {_where(str(settings.redis_url))}")
         app = create_app(settings)
+        apps.append(app)
 
         config = Config()
         # Hypercorn adopts the bound socket by descriptor and closes it when it stops.
         config.bind = [f"fd://{listener.detach()}"]
-        config.websocket_max_message_size = 64 * 1024
+        config.websocket_max_message_size = 64 * 1024  # larger frames close with 1009
+        config.websocket_ping_interval = settings.ws_ping_interval_s
         config.keep_alive_max_requests = 100_000  # the default 1,000 drops busy clients' sockets
         config.graceful_timeout = 10.0
         config.accesslog = None

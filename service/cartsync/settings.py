@@ -67,6 +67,12 @@ class Settings:
     redis_timeout_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    ws_origins: tuple[str, ...] = ()
+    ws_ping_interval_s: float = 20.0
+    ws_auth_timeout_s: float = 5.0
+    ws_max_per_owner: int = 20
+    ws_send_queue: int = 256
+    hub_heartbeat_s: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +116,12 @@ class Settings:
                 redis_timeout_s=config("REDIS_TIMEOUT_SECONDS", cast=float, default=2.0),
                 trusted_proxies=_csv(config("TRUSTED_PROXIES", cast=str, default="")),
                 cors_origins=_csv(config("CORS_ORIGINS", cast=str, default="")),
+                ws_origins=_csv(config("WS_ORIGINS", cast=str, default="")),
+                ws_ping_interval_s=config("WS_PING_INTERVAL_SECONDS", cast=float, default=20.0),
+                ws_auth_timeout_s=config("WS_AUTH_TIMEOUT_SECONDS", cast=float, default=5.0),
+                ws_max_per_owner=config("WS_MAX_PER_OWNER", cast=int, default=20),
+                ws_send_queue=config("WS_SEND_QUEUE", cast=int, default=256),
+                hub_heartbeat_s=config("HUB_HEARTBEAT_SECONDS", cast=float, default=2.0),
             )
         except (ValueError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc
@@ -125,6 +137,11 @@ class Settings:
             "CARTSYNC_IDEMPOTENCY_TTL_SECONDS": self.idempotency_ttl_s,
             "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,
             "CARTSYNC_CUSTOMER_TTL_DAYS": self.customer_data_ttl_s,
+            "CARTSYNC_WS_PING_INTERVAL_SECONDS": self.ws_ping_interval_s,
+            "CARTSYNC_WS_AUTH_TIMEOUT_SECONDS": self.ws_auth_timeout_s,
+            "CARTSYNC_WS_MAX_PER_OWNER": self.ws_max_per_owner,
+            "CARTSYNC_WS_SEND_QUEUE": self.ws_send_queue,
+            "CARTSYNC_HUB_HEARTBEAT_SECONDS": self.hub_heartbeat_s,
         }
         for name, value in positive.items():
             if value <= 0:

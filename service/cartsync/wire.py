@@ -203,3 +203,70 @@ REQUEST_TYPES: tuple[type[Any], ...] = (
     AddWishItem,
     MoveToCart,
 )
+
+
+# Websocket frames ------------------------------------------------------------------------
+# Client frames are a tagged union on "type"; unknown types and fields close the socket (1008).
+
+
+class Frame(Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    """Base of client frames."""
+
+
+class AuthFrame(Frame, tag="auth"):
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
+class SyncFrame(Frame, tag="sync"):
+    since: Annotated[int, Meta(ge=0)] | None = None
+
+
+class OpFrame(Frame, tag="op"):
+    id: Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$")]
+    name: str
+    params: dict[str, Annotated[str, Meta(max_length=128)]] = msgspec.field(default_factory=dict)
+    body: msgspec.Raw = msgspec.Raw(b"{}")
+    if_match: Annotated[int, Meta(ge=0)] | None = None
+
+
+class PingFrame(Frame, tag="ping"):
+    pass
+
+
+class PongFrame(Frame, tag="pong"):
+    pass
+
+
+ClientFrame = AuthFrame | SyncFrame | OpFrame | PingFrame | PongFrame
+
+
+class Hello(Struct, tag_field="type", tag="hello"):
+    rev: int
+    owner: str
+
+
+class SnapshotFrame(Struct, tag_field="type", tag="snapshot"):
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+
+
+class Ack(Struct, tag_field="type", tag="ack"):
+    id: str
+    rev: int
+    status: int
+    result: msgspec.Raw
+    replayed: bool = False
+
+
+class Nack(Struct, tag_field="type", tag="nack"):
+    id: str
+    error: ErrorDetail
+
+
+class ErrorFrame(Struct, tag_field="type", tag="error"):
+    error: ErrorDetail
+
+
+class ServerPing(Struct, tag_field="type", tag="ping"):
+    pass

@@ -91,8 +91,12 @@ class Snapshot:
     rev: int
     cart: Cart
     wishlists: list[Wishlist]
-    events: list[Event]
+    raw_events: list[bytes]
     log_first: int | None
+
+    @property
+    def events(self) -> list[Event]:
+        return [_event_dec.decode(raw) for raw in self.raw_events]
 
 
 @dataclass(frozen=True)
@@ -203,11 +207,11 @@ class CartStore:
         claim = _claim_dec.decode(claimed.body)
         if claim.state == "done":
             return MergeReport(await self.revision(customer), True, {})
-        theirs = await self.snapshot(guest, "all")
+        theirs = await self.snapshot(guest, "state")
         summary: dict[str, int] = {}
         if theirs.cart.lines or any(w.items for w in theirs.wishlists):
             for _ in range(MERGE_ATTEMPTS):
-                mine = await self.snapshot(customer, "all")
+                mine = await self.snapshot(customer, "state")
                 outcome = merging.merge(
                     mine.cart.lines,
                     [w for w in mine.wishlists if w.created_at is not None],
@@ -292,7 +296,7 @@ class CartStore:
         return int(raw or 0)
 
     async def snapshot(
-        self, owner: Owner, mode: Literal["cart", "wishlists", "all"] = "cart"
+        self, owner: Owner, mode: Literal["cart", "wishlists", "state", "all"] = "cart"
     ) -> Snapshot:
         """Cart, wishlists and (for 'all') the event log, read atomically."""
         return await self._snapshot(owner, [mode])
@@ -321,8 +325,9 @@ class CartStore:
             note=meta.get("note", ""),
             updated_at=meta.get("updated_at"),
         )
-        wishlists = _wishlists(raw_wl, raw_items) if args[0] in ("wishlists", "all") else []
-        events = [_event_dec.decode(raw) for raw in raw_events]
+        with_lists = args[0] in ("wishlists", "state", "all")
+        wishlists = _wishlists(raw_wl, raw_items) if with_lists else []
+        events = [bytes(raw) for raw in raw_events]
         log_first = int(meta["log_first"]) if "log_first" in meta else None
         return Snapshot(rev, cart, wishlists, events, log_first)
 

@@ -11,14 +11,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
 from cartsync.errors import CartsyncError
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
+from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
-from cartsync.web import errors, openapi, routes_account, routes_cart, routes_wishlists
+from cartsync.web import errors, live, openapi, routes_account, routes_cart, routes_wishlists
 from cartsync.web.commands import COMMANDS
 from cartsync.web.endpoints import Endpoint, command_endpoint, json_response, owner_view
 from cartsync.web.services import RateLimits, Services
@@ -52,26 +53,31 @@ def create_app(settings: Settings) -> Starlette:
             guest_ttl_s=settings.guest_data_ttl_s,
             customer_ttl_s=settings.customer_data_ttl_s,
         )
+        hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s, max_queue=settings.ws_send_queue)
         app.state.services = Services(
             settings=settings,
             store=store,
             verifier=TokenVerifier(keys, settings),
             issuer=issuer,
             limits=RateLimits(settings),
+            hub=hub,
         )
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await redis.aclose()
 
     async def openapi_json(request: Request) -> Response:
         return json_response(spec)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", routes_account.healthz, methods=["GET"]),
         Route("/readyz", routes_account.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
+        WebSocketRoute("/v1/ws", live.websocket_endpoint),
     ]
     for ep in ENDPOINTS:
         routes.append(Route("/v1" + ep.path, owner_view(ep, mirrored=False), methods=[ep.method]))

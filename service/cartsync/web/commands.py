@@ -7,6 +7,7 @@ websocket and retried over REST with the same key is applied once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -217,3 +218,14 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 BY_NAME: Mapping[str, Command] = {c.name: c for c in COMMANDS}
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+def fingerprint(method: str, path: str, params: Params, body: object) -> str:
+    """What makes two requests 'the same' for an Idempotency-Key, whatever the transport."""
+    h = hashlib.sha256()
+    h.update(f"{method} {path} {sorted(params.items())}\n".encode())
+    if body is not None:
+        h.update(_canonical.encode(msgspec.to_builtins(body)))
+    return h.hexdigest()

@@ -14,12 +14,11 @@ from cartsync.domain.model import Actor
 from cartsync.domain.principal import Owner, Principal, customer_data, device_id, own_data
 from cartsync.storage.store import Mutation, WriteContext
 from cartsync.web import inputs
-from cartsync.web.commands import Command
+from cartsync.web.commands import Command, fingerprint
 from cartsync.web.services import Services
 
 B = TypeVar("B")
 _encoder = msgspec.json.Encoder()
-_canonical = msgspec.json.Encoder(order="sorted")
 
 
 @dataclass(frozen=True)
@@ -121,20 +120,11 @@ def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awa
             owner = own_data(principal)
         await services.rate_limit(principal)
         body: object = None
-        fp = ""
         if endpoint.body is not None:
             raw = await inputs.read_body(request, services.settings.max_body_bytes)
             body = inputs.decode_body(raw, request.headers.get("content-type"), endpoint.body)
-            params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
-            fp = inputs.fingerprint(
-                endpoint.method,
-                endpoint.path,
-                params,
-                _canonical.encode(msgspec.to_builtins(body)),
-            )
-        elif endpoint.mutation:
-            params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
-            fp = inputs.fingerprint(endpoint.method, endpoint.path, params, b"")
+        params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
+        fp = fingerprint(endpoint.method, endpoint.path, params, body) if endpoint.mutation else ""
         return await endpoint.handler(Call(request, services, principal, owner, body, fp))
 
     return view

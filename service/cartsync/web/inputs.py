@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import TypeVar
 
@@ -102,11 +101,3 @@ def expected_revision(request: Request) -> int | None:
             'If-Match must be an ETag like "12"', code="bad_header", field="If-Match"
         )
     return int(match.group(1))
-
-
-def fingerprint(method: str, route: str, params: dict[str, str], body: bytes) -> str:
-    """What makes two requests 'the same' for an Idempotency-Key."""
-    h = hashlib.sha256()
-    h.update(f"{method} {route} {sorted(params.items())}\n".encode())
-    h.update(body)
-    return h.hexdigest()

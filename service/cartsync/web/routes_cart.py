@@ -43,7 +43,7 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
     report = await store.merge(
         call.owner, Owner(Role.GUEST, guest.subject), MergeStrategy(call.body.strategy), call.actor
     )
-    snap = await store.snapshot(call.owner, "all")
+    snap = await store.snapshot(call.owner, "state")
     result = wire.MergeResult(
         rev=snap.rev,
         cart=snap.cart,

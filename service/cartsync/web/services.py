@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
@@ -15,6 +16,7 @@ from cartsync.auth.tokens import TokenIssuer, TokenVerifier
 from cartsync.domain.principal import Principal, Role
 from cartsync.errors import RateLimited
 from cartsync.settings import Settings
+from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
 from cartsync.web.inputs import bearer_token
 
@@ -55,6 +57,9 @@ class Services:
     verifier: TokenVerifier
     issuer: TokenIssuer | None
     limits: RateLimits
+    hub: Hub
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on SIGTERM: live sockets close with 1001 so clients reconnect elsewhere."""
 
     def authenticate(self, request: Request) -> Principal:
         return self.verifier.verify(bearer_token(request))

@@ -1,5 +1,5 @@
 -- A consistent read of one owner's data in one round trip.
--- ARGV[1]: 'cart' | 'wishlists' | 'all' | 'history'; for 'history' ARGV[2] = since, ARGV[3] = count.
+-- ARGV[1]: 'cart' | 'wishlists' | 'state' (both) | 'all' (both and the log) | 'history'; for 'history' ARGV[2] = since, ARGV[3] = count.
 -- Reply: {meta (flat hash), lines, wishlists, wish items (flat hash), events}; parts a mode does
 -- not need are empty. For 'history', events are the log entries after `since`, and the first
 -- retained revision is returned in meta as 'log_first'.
@@ -10,10 +10,10 @@ local mode = ARGV[1]
 local meta = redis.call('HGETALL', K_META)
 local lines, wishlists, items, events = {}, {}, {}, {}
 
-if mode == 'cart' or mode == 'all' then
+if mode == 'cart' or mode == 'state' or mode == 'all' then
   lines = redis.call('HVALS', K_LINES)
 end
-if mode == 'wishlists' or mode == 'all' then
+if mode == 'wishlists' or mode == 'state' or mode == 'all' then
   wishlists = redis.call('HVALS', K_WL)
   items = redis.call('HGETALL', K_WLI)
 end

@@ -1,0 +1,196 @@
+"""One Redis pub/sub connection per process, fanned out to the local listeners of each owner.
+
+Pub/sub is only a wake-up signal (it is at-most-once, and redis-py may drop and re-subscribe a
+connection without telling anyone). The owner's event log is the record: whenever a channel is
+(re)subscribed or the connection is replaced, every listener of it gets ``RESYNC`` and reads
+the log from the last revision it delivered. A heartbeat through Redis finds a silent
+connection in seconds rather than after TCP keepalive's minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import redis.exceptions as rexc
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from cartsync.storage.keys import OwnerKeys
+
+log = logging.getLogger("cartsync.hub")
+
+RESYNC: Final = b""
+"""Queued to a listener when it may have missed messages: read the log to catch up."""
+
+
+class Overflow(Exception):
+    """A listener's queue was full: its consumer is too slow to keep."""
+
+
+class Listener:
+    """One local consumer of one owner's events (a websocket, a test, a relay)."""
+
+    def __init__(self, channel: str, max_queue: int) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queue)
+        self.ready = asyncio.Event()
+        self.overflowed = False
+
+    def offer(self, message: bytes) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Wake the consumer so it notices; it will close and the client resumes by rev.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+
+    async def get(self) -> bytes:
+        message = await self.queue.get()
+        if self.overflowed:
+            raise Overflow
+        return message
+
+
+class Hub:
+    """Owns the pub/sub connection and its reader and heartbeat tasks."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        heartbeat_s: float = 2.0,
+        max_queue: int = 256,
+    ) -> None:
+        self._redis = redis
+        self._heartbeat_s = heartbeat_s
+        self._max_queue = max_queue
+        self._heartbeat_channel = f"cs:hb:{uuid.uuid4().hex}"
+        self._listeners: dict[str, set[Listener]] = {}
+        self._active: set[str] = set()
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reconnects = 0
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._read_forever(), name="hub-reader"),
+            asyncio.create_task(self._beat_forever(), name="hub-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def listener_count(self, owner_id: str) -> int:
+        return len(self._listeners.get(OwnerKeys(owner_id).channel, ()))
+
+    @contextlib.asynccontextmanager
+    async def listen(self, owner_id: str) -> AsyncIterator[Listener]:
+        """Receive an owner's events while inside; the last one out unsubscribes."""
+        channel = OwnerKeys(owner_id).channel
+        listener = Listener(channel, self._max_queue)
+        group = self._listeners.setdefault(channel, set())
+        group.add(listener)
+        try:
+            if channel in self._active:
+                listener.ready.set()
+            elif len(group) == 1:
+                await self._command("subscribe", channel)
+            yield listener
+        finally:
+            group.discard(listener)
+            if not group and self._listeners.get(channel) is group:
+                del self._listeners[channel]
+                await self._command("unsubscribe", channel)
+
+    async def _command(self, verb: str, channel: str) -> None:
+        # Sent on the reader's connection; confirmations come back through the reader. If the
+        # connection is down, the reader subscribes every wanted channel when it reconnects.
+        async with self._lock:
+            if self._pubsub is None:
+                return
+            try:
+                await getattr(self._pubsub, verb)(channel)
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError):
+                log.warning("pub/sub %s failed; the reader will reconnect", verb)
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                async with self._lock:
+                    await pubsub.subscribe(self._heartbeat_channel, *self._listeners)
+                    self._pubsub = pubsub
+                await self._read(pubsub)
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError, _Silent) as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
+            finally:
+                async with self._lock:
+                    self._pubsub = None
+                self.connected.clear()
+                self._active.clear()
+                for group in self._listeners.values():
+                    for listener in group:
+                        listener.ready.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            self.reconnects += 1
+            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, 2.0)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        while True:
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=self._heartbeat_s)
+            now = loop.time()
+            if message is not None:
+                kind = message["type"]
+                channel = _text(message["channel"])
+                if channel == self._heartbeat_channel:
+                    last_beat = now
+                    if kind == "subscribe":
+                        self.connected.set()
+                elif kind == "message":
+                    for listener in tuple(self._listeners.get(channel, ())):
+                        listener.offer(bytes(message["data"]))
+                elif kind == "subscribe":
+                    self._active.add(channel)
+                    for listener in tuple(self._listeners.get(channel, ())):
+                        listener.ready.set()
+                        listener.offer(RESYNC)
+                elif kind == "unsubscribe":
+                    self._active.discard(channel)
+            if now - last_beat > 3 * self._heartbeat_s:
+                raise _Silent
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            with contextlib.suppress(rexc.ConnectionError, rexc.TimeoutError, OSError):
+                await self._redis.publish(self._heartbeat_channel, b"")
+
+
+class _Silent(Exception):
+    """No heartbeat came back: the connection is half-open or the subscription is gone."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

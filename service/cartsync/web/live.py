@@ -1,0 +1,300 @@
+"""``GET /v1/ws``: one owner's events, live and in revision order, plus ``op`` mutations.
+
+A session delivers revisions strictly in order. Live events come from the hub; whenever a
+revision is skipped, the hub resubscribed, or the client asks with ``sync``, the session reads
+the owner's event log from the last revision it delivered, or sends a snapshot when the log no
+longer reaches back that far. Docs: docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from cartsync import wire
+from cartsync.domain.model import Actor
+from cartsync.domain.principal import Owner, Principal, own_data
+from cartsync.errors import CartsyncError, InvalidInput
+from cartsync.storage.hub import RESYNC, Listener, Overflow
+from cartsync.storage.store import WriteContext
+from cartsync.web.commands import BY_NAME, fingerprint
+from cartsync.web.errors import status_of
+from cartsync.web.services import Services
+
+log = logging.getLogger("cartsync.live")
+
+SUBPROTOCOL = "cartsync.v1"
+BEARER_PREFIX = "bearer."
+
+# Close codes (RFC 6455 and the IANA registry).
+GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+
+_frames = msgspec.json.Decoder(wire.ClientFrame)
+_encoder = msgspec.json.Encoder()
+
+
+class _EventRev(msgspec.Struct):
+    rev: int
+
+
+_event_rev = msgspec.json.Decoder(_EventRev)
+
+
+class Close(Exception):
+    """End the session with this close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def event_frame(raw_event: bytes) -> bytes:
+    """The frame for one logged event; the event's own JSON is passed through untouched."""
+    return b'{"type":"event","event":' + raw_event + b"}"
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    origin = websocket.headers.get("origin")
+    allowed = services.settings.ws_origins
+    if origin is not None and allowed and origin not in allowed:
+        # Refused before the handshake completes: the browser sees a failed connection (403).
+        await websocket.close(POLICY_VIOLATION, "origin not allowed")
+        return
+    offered = websocket.scope.get("subprotocols", [])
+    token = next((p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)), None)
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    try:
+        principal = await _authenticate(websocket, services, token)
+        owner = own_data(principal)
+        if services.hub.listener_count(owner.id) >= services.settings.ws_max_per_owner:
+            raise Close(POLICY_VIOLATION, "too many live connections for this customer")
+        await Session(websocket, services, principal, owner).run()
+    except Close as close:
+        await _close(websocket, close.code, close.reason)
+    except CartsyncError as exc:
+        await _close(websocket, POLICY_VIOLATION, exc.message)
+    except WebSocketDisconnect:
+        pass
+
+
+async def _authenticate(websocket: WebSocket, services: Services, token: str | None) -> Principal:
+    if token is None:
+        try:
+            first = await asyncio.wait_for(
+                websocket.receive(), timeout=services.settings.ws_auth_timeout_s
+            )
+        except TimeoutError as exc:
+            raise Close(POLICY_VIOLATION, "no auth message within the time allowed") from exc
+        frame = _decode(first)
+        if not isinstance(frame, wire.AuthFrame):
+            raise Close(POLICY_VIOLATION, "the first message must be auth")
+        token = frame.token
+    return services.verifier.verify(token)
+
+
+def _decode(message: Any) -> wire.Frame:
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise Close(UNSUPPORTED_DATA, "binary frames are not part of the protocol")
+    try:
+        frame: wire.Frame = _frames.decode(text)
+        return frame
+    except msgspec.ValidationError as exc:
+        raise Close(POLICY_VIOLATION, f"invalid message: {exc}"[:120]) from exc
+    except msgspec.DecodeError as exc:
+        raise Close(INVALID_PAYLOAD, "message is not valid JSON") from exc
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
+
+
+class Session:
+    """One authenticated socket of one owner."""
+
+    def __init__(
+        self, websocket: WebSocket, services: Services, principal: Principal, owner: Owner
+    ) -> None:
+        self.ws = websocket
+        self.services = services
+        self.store = services.store
+        self.principal = principal
+        self.owner = owner
+        self.position: int | None = None
+        """The last revision delivered; None until the client sent ``sync``."""
+        self.wanted: int | bool | None = False
+        """A pending ``sync``: False for none, None for a snapshot, an int to resume after."""
+        self.listener: Listener | None = None
+        self.last_heard = 0.0
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.last_heard = loop.time()
+        async with self.services.hub.listen(self.owner.id) as listener:
+            self.listener = listener
+            try:
+                await asyncio.wait_for(listener.ready.wait(), timeout=5)
+            except TimeoutError as exc:
+                raise Close(TRY_AGAIN_LATER, "live updates are unavailable; retry") from exc
+            rev = await self.store.revision(self.owner)
+            await self.send(_encoder.encode(wire.Hello(rev=rev, owner=self.owner.id)))
+            tasks = [
+                asyncio.create_task(self._receive()),
+                asyncio.create_task(self._pump()),
+                asyncio.create_task(self._keepalive()),
+                asyncio.create_task(self._drain()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            # Each task runs until it fails; the first failure (a Close, a disconnect) ends all.
+            for task in done:
+                failure = None if task.cancelled() else task.exception()
+                if failure is not None:
+                    raise failure
+
+    async def send(self, frame: bytes) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(frame.decode())
+
+    # Client to server --------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = _decode(await self.ws.receive())
+            self.last_heard = loop.time()
+            if isinstance(frame, wire.SyncFrame):
+                self.wanted = frame.since
+                assert self.listener is not None
+                self.listener.offer(RESYNC)
+            elif isinstance(frame, wire.OpFrame):
+                await self._op(frame)
+            elif isinstance(frame, wire.PingFrame):
+                await self.send(b'{"type":"pong"}')
+            elif isinstance(frame, wire.AuthFrame):
+                raise Close(POLICY_VIOLATION, "already authenticated")
+
+    async def _op(self, frame: wire.OpFrame) -> None:
+        command = BY_NAME.get(frame.name)
+        try:
+            if command is None:
+                raise InvalidInput(f"unknown op {frame.name!r}", code="unknown_op", field="name")
+            missing = [p for p in command.params if p not in frame.params]
+            if missing:
+                raise InvalidInput(
+                    f"params needs {missing[0]}", code="invalid_field", field=missing[0]
+                )
+            params = {p: frame.params[p] for p in command.params}
+            body: object = None
+            if command.body is not None:
+                try:
+                    body = msgspec.json.decode(frame.body, type=command.body)
+                except msgspec.ValidationError as exc:
+                    raise InvalidInput(str(exc), code="invalid_field") from exc
+            ctx = WriteContext(
+                actor=Actor(role=self.principal.role.value, id=self.principal.subject),
+                idempotency_key=frame.id,
+                fingerprint=fingerprint(command.method, command.path, params, body),
+                expected_rev=frame.if_match,
+            )
+            result = await self.store.mutate(
+                self.owner, command.op, command.build(body, params), ctx
+            )
+        except CartsyncError as exc:
+            detail = wire.ErrorDetail(code=exc.code, message=exc.message, field=exc.field)
+            await self.send(_encoder.encode(wire.Nack(id=frame.id, error=detail)))
+            if status_of(exc) == 503:
+                log.warning("op %s refused: store unavailable", frame.name)
+            return
+        ack = wire.Ack(
+            id=frame.id,
+            rev=result.rev,
+            status=result.status,
+            result=msgspec.Raw(result.body),
+            replayed=result.replayed,
+        )
+        await self.send(_encoder.encode(ack))
+
+    # Server to client --------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        assert self.listener is not None
+        while True:
+            try:
+                frame = await self.listener.get()
+            except Overflow as exc:
+                raise Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since") from exc
+            if frame == RESYNC or self.wanted is not False:
+                await self._catch_up()
+                continue
+            if self.position is None:
+                continue
+            rev = _event_rev.decode(frame).rev
+            if rev <= self.position:
+                continue  # already delivered from the log
+            if rev == self.position + 1:
+                await self.send(event_frame(frame))
+                self.position = rev
+            else:
+                await self._catch_up()  # a revision went missing on the way: read the log
+
+    async def _catch_up(self) -> None:
+        if self.wanted is not False:
+            since, self.wanted = self.wanted, False
+            if since is None or isinstance(since, bool):
+                await self._snapshot()  # sync without since: the client starts from state
+                return
+        elif self.position is None:
+            return  # the client has not synced yet: nothing to deliver
+        else:
+            since = self.position
+        history = await self.store.history(self.owner, since, self.services.settings.event_log_max)
+        reaches = history.log_first is not None and history.log_first <= since + 1
+        if since > history.rev or (since < history.rev and not reaches):
+            await self._snapshot()  # the log no longer reaches back, or Redis lost data
+            return
+        for raw in history.raw_events:
+            rev = _event_rev.decode(raw).rev
+            if rev > since:
+                await self.send(event_frame(raw))
+                since = rev
+        self.position = since
+
+    async def _snapshot(self) -> None:
+        snap = await self.store.snapshot(self.owner, "state")
+        frame = wire.SnapshotFrame(rev=snap.rev, cart=snap.cart, wishlists=snap.wishlists)
+        await self.send(_encoder.encode(frame))
+        self.position = snap.rev
+
+    async def _keepalive(self) -> None:
+        interval = self.services.settings.ws_ping_interval_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            if loop.time() - self.last_heard > 3 * interval:
+                raise Close(GOING_AWAY, "no message or pong from the client; reconnect")
+            await self.send(_encoder.encode(wire.ServerPing()))
+
+    async def _drain(self) -> None:
+        await self.services.draining.wait()
+        raise Close(GOING_AWAY, "server shutting down; reconnect")
