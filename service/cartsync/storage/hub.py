@@ -117,6 +117,9 @@ class Hub:
             group.discard(listener)
             if not group and self._listeners.get(channel) is group:
                 del self._listeners[channel]
+                # Inactive from now on: a listener arriving before the confirmation must
+                # subscribe again rather than trust a subscription that is going away.
+                self._active.discard(channel)
                 await self._command("unsubscribe", channel)
 
     async def _command(self, verb: str, channel: str) -> None:
