@@ -66,7 +66,7 @@ def customer_data(principal: Principal, customer_id: str) -> Owner:
     if principal.role is not Role.SERVICE:
         raise Forbidden("only service tokens may act on other customers")
     if not valid_subject(customer_id):
-        raise InvalidInput("customer id must match [A-Za-z0-9._@:|+-]{1,128}", field="id")
+        raise InvalidInput("customer id must match [A-Za-z0-9._@:|+-]{1,128}", field="customer_id")
     return Owner(Role.CUSTOMER, customer_id)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -79,15 +79,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
         WebSocketRoute("/v1/ws", live.websocket_endpoint),
     ]
-    for ep in ENDPOINTS:
-        routes.append(Route("/v1" + ep.path, owner_view(ep, mirrored=False), methods=[ep.method]))
-        routes.append(
-            Route(
-                "/v1/customers/{customer_id}" + ep.path,
-                owner_view(ep, mirrored=True),
-                methods=[ep.method],
-            )
-        )
+    for prefix, mirrored in (("/v1", False), ("/v1/customers/{customer_id}", True)):
+        routes.extend(_owner_routes(prefix, mirrored))
     middleware = []
     if settings.cors_origins:
         # The web shop's own JS calls cartsync from the shop's origin.
@@ -118,3 +111,20 @@ def create_app(settings: Settings) -> Starlette:
             Exception: errors.on_unexpected,
         },
     )
+
+
+def _owner_routes(prefix: str, mirrored: bool) -> list[BaseRoute]:
+    """One route per path, so a wrong method gets a 405 whose Allow lists every method."""
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for ep in ENDPOINTS:
+        by_path.setdefault(prefix + ep.path, {})[ep.method] = owner_view(ep, mirrored=mirrored)
+    return [Route(path, _by_method(views), methods=list(views)) for path, views in by_path.items()]
+
+
+def _by_method(
+    views: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        return await views["GET" if request.method == "HEAD" else request.method](request)
+
+    return dispatch

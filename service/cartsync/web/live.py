@@ -197,6 +197,7 @@ class Session:
     async def _op(self, frame: wire.OpFrame) -> None:
         command = BY_NAME.get(frame.name)
         try:
+            await self.services.rate_limit(self.principal)
             if command is None:
                 raise InvalidInput(f"unknown op {frame.name!r}", code="unknown_op", field="name")
             missing = [p for p in command.params if p not in frame.params]

@@ -60,7 +60,11 @@ async def history(call: Call[None]) -> Response:
     since = _int_param(call, "since", 0)
     limit = min(_int_param(call, "limit", MAX_HISTORY), MAX_HISTORY)
     snap = await call.services.store.history(call.owner, since, max(limit, 1))
-    complete = since >= snap.rev or (snap.log_first is not None and snap.log_first <= since + 1)
+    # since > rev means the client saw revisions this store no longer has (erased, expired or
+    # Redis lost data): it missed state, so the answer is not complete.
+    complete = since == snap.rev or (
+        since < snap.rev and snap.log_first is not None and snap.log_first <= since + 1
+    )
     body = wire.History(rev=snap.rev, since=since, complete=complete, events=snap.events)
     return json_response(body, rev=snap.rev)
 

@@ -28,7 +28,9 @@ class RateLimits:
         uri = settings.rate_limit_storage
         if not uri.startswith("async+"):
             uri = "async+" + uri  # the asyncio flavour of the same backend
-        storage = storage_from_string(uri)
+        # The Redis backend defaults to coredis; we already ship redis-py.
+        options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
+        storage = storage_from_string(uri, **options)
         assert isinstance(storage, Storage)
         self._storage = storage
         self._limiter = MovingWindowRateLimiter(self._storage)
