@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from limits import parse_many
 from starlette.config import Config
 from starlette.datastructures import Secret
 
@@ -94,7 +95,9 @@ class Settings:
                 host=config("HOST", cast=str, default="127.0.0.1"),
                 port=config("PORT", cast=int, default=8000),
                 data_dir=Path(config("DATA_DIR", cast=str, default=".cartsync")),
-                jwt_secrets=_secrets(config("JWT_SECRETS", cast=str, default=""), "JWT_SECRETS"),
+                jwt_secrets=_secrets(
+                    config("JWT_SECRETS", cast=str, default=""), "CARTSYNC_JWT_SECRETS"
+                ),
                 jwt_jwks_file=Path(jwks) if jwks else None,
                 jwt_issuer=config("JWT_ISSUER", cast=str, default="cartsync"),
                 jwt_audience=config("JWT_AUDIENCE", cast=str, default="cartsync"),
@@ -137,6 +140,8 @@ class Settings:
             "CARTSYNC_IDEMPOTENCY_TTL_SECONDS": self.idempotency_ttl_s,
             "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,
             "CARTSYNC_CUSTOMER_TTL_DAYS": self.customer_data_ttl_s,
+            "CARTSYNC_GUEST_TOKEN_TTL_SECONDS": self.guest_token_ttl_s,
+            "CARTSYNC_REDIS_TIMEOUT_SECONDS": self.redis_timeout_s,
             "CARTSYNC_WS_PING_INTERVAL_SECONDS": self.ws_ping_interval_s,
             "CARTSYNC_WS_AUTH_TIMEOUT_SECONDS": self.ws_auth_timeout_s,
             "CARTSYNC_WS_MAX_PER_OWNER": self.ws_max_per_owner,
@@ -148,5 +153,16 @@ class Settings:
                 raise SettingsError(f"{name} must be positive, got {value}")
         if not (len(self.default_currency) == 3 and self.default_currency.isupper()):
             raise SettingsError("CARTSYNC_DEFAULT_CURRENCY must be an ISO 4217 code like EUR")
+        for name, spec in (
+            ("CARTSYNC_RATE_LIMIT", self.rate_limit),
+            ("CARTSYNC_SERVICE_RATE_LIMIT", self.service_rate_limit),
+            ("CARTSYNC_GUEST_ISSUE_RATE_LIMIT", self.guest_issue_rate_limit),
+        ):
+            try:
+                parse_many(spec)
+            except ValueError as exc:
+                raise SettingsError(
+                    f"{name} must look like '50/second;600/minute', got {spec!r}"
+                ) from exc
         if self.port > 65535:
             raise SettingsError("CARTSYNC_PORT must be at most 65535")

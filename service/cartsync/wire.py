@@ -165,6 +165,7 @@ class WishItemResult(Struct):
 
 class History(Struct):
     rev: int
+    epoch: str | None
     since: int
     complete: bool
     events: list[Event]
@@ -219,6 +220,7 @@ class AuthFrame(Frame, tag="auth"):
 
 class SyncFrame(Frame, tag="sync"):
     since: Annotated[int, Meta(ge=0)] | None = None
+    epoch: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class OpFrame(Frame, tag="op"):
@@ -243,6 +245,7 @@ ClientFrame = AuthFrame | SyncFrame | OpFrame | PingFrame | PongFrame
 class Hello(Struct, tag_field="type", tag="hello"):
     rev: int
     owner: str
+    epoch: str | None
 
 
 class SnapshotFrame(Struct, tag_field="type", tag="snapshot"):

@@ -12,6 +12,8 @@ CART_CLEARED: Final = "cart.cleared"
 CART_NOTE_SET: Final = "cart.note_set"
 CART_CHECKED_OUT: Final = "cart.checked_out"
 CART_MERGED: Final = "cart.merged"
+OWNER_ERASED: Final = "owner.erased"
+"""Published (never logged) when an owner's data is erased; its rev is 0 and epoch empty."""
 WISHLIST_CREATED: Final = "wishlist.created"
 WISHLIST_RENAMED: Final = "wishlist.renamed"
 WISHLIST_DELETED: Final = "wishlist.deleted"
@@ -29,6 +31,7 @@ ALL: Final = frozenset(
         CART_NOTE_SET,
         CART_CHECKED_OUT,
         CART_MERGED,
+        OWNER_ERASED,
         WISHLIST_CREATED,
         WISHLIST_RENAMED,
         WISHLIST_DELETED,

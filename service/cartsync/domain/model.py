@@ -35,6 +35,8 @@ class Cart(msgspec.Struct):
     lines: list[Line]
     note: str
     updated_at: str | None
+    epoch: str | None = None
+    """Changes when the owner's data restarts from nothing; revisions compare within one epoch."""
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):
@@ -63,6 +65,7 @@ class Event(msgspec.Struct):
     data: msgspec.Raw
     actor: Actor
     at: str
+    epoch: str | None = None
 
 
 _canonical = msgspec.json.Encoder(order="sorted")

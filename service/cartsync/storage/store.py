@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -89,6 +90,7 @@ class Mutation:
 @dataclass(frozen=True)
 class Snapshot:
     rev: int
+    epoch: str | None
     cart: Cart
     wishlists: list[Wishlist]
     raw_events: list[bytes]
@@ -199,7 +201,7 @@ class CartStore:
         claimed = await self._run(
             guest,
             "merge_claim",
-            {"customer": customer.id, "claim_ttl_ms": CLAIM_TTL_MS},
+            {"customer": _digest(customer.id), "claim_ttl_ms": CLAIM_TTL_MS},
             system,
             op_id="",
             op_ttl_ms=0,
@@ -324,18 +326,25 @@ class CartStore:
             lines=lines,
             note=meta.get("note", ""),
             updated_at=meta.get("updated_at"),
+            epoch=meta.get("epoch"),
         )
         with_lists = args[0] in ("wishlists", "state", "all")
         wishlists = _wishlists(raw_wl, raw_items) if with_lists else []
         events = [bytes(raw) for raw in raw_events]
         log_first = int(meta["log_first"]) if "log_first" in meta else None
-        return Snapshot(rev, cart, wishlists, events, log_first)
+        return Snapshot(rev, meta.get("epoch"), cart, wishlists, events, log_first)
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except _STORE_DOWN as exc:
             raise StoreUnavailable("the cart store (Redis) is unreachable; retry shortly") from exc
+
+
+def _digest(owner_id: str) -> str:
+    """A guest's merge tombstone names its customer only by digest, so erasing the customer
+    leaves nothing in the guest's keys that points back at them."""
+    return hashlib.sha256(owner_id.encode()).hexdigest()[:32]
 
 
 def _refusal(reply: list[Any]) -> CartsyncError:

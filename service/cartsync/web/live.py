@@ -43,11 +43,12 @@ _frames = msgspec.json.Decoder(wire.ClientFrame)
 _encoder = msgspec.json.Encoder()
 
 
-class _EventRev(msgspec.Struct):
+class _EventHead(msgspec.Struct):
     rev: int
+    epoch: str | None = None
 
 
-_event_rev = msgspec.json.Decoder(_EventRev)
+_event_head = msgspec.json.Decoder(_EventHead)
 
 
 class Close(Exception):
@@ -139,6 +140,9 @@ class Session:
         """The last revision delivered; None until the client sent ``sync``."""
         self.wanted: int | bool | None = False
         """A pending ``sync``: False for none, None for a snapshot, an int to resume after."""
+        self.wanted_epoch: str | None = None
+        self.epoch: str | None = None
+        """The epoch ``position`` counts in."""
         self.listener: Listener | None = None
         self.last_heard = 0.0
         self._send_lock = asyncio.Lock()
@@ -152,8 +156,9 @@ class Session:
                 await asyncio.wait_for(listener.ready.wait(), timeout=5)
             except TimeoutError as exc:
                 raise Close(TRY_AGAIN_LATER, "live updates are unavailable; retry") from exc
-            rev = await self.store.revision(self.owner)
-            await self.send(_encoder.encode(wire.Hello(rev=rev, owner=self.owner.id)))
+            head = await self.store.history(self.owner, 0, 0)
+            hello = wire.Hello(rev=head.rev, owner=self.owner.id, epoch=head.epoch)
+            await self.send(_encoder.encode(hello))
             tasks = [
                 asyncio.create_task(self._receive()),
                 asyncio.create_task(self._pump()),
@@ -185,6 +190,7 @@ class Session:
             self.last_heard = loop.time()
             if isinstance(frame, wire.SyncFrame):
                 self.wanted = frame.since
+                self.wanted_epoch = frame.epoch
                 assert self.listener is not None
                 self.listener.offer(RESYNC)
             elif isinstance(frame, wire.OpFrame):
@@ -250,12 +256,17 @@ class Session:
                 continue
             if self.position is None:
                 continue
-            rev = _event_rev.decode(frame).rev
-            if rev <= self.position:
+            head = _event_head.decode(frame)
+            fresh = self.position == 0 and self.epoch is None  # no data yet: any epoch is new
+            if head.epoch != self.epoch and not fresh:
+                await self._snapshot()  # the owner's data restarted (erased, expired, lost)
+                continue
+            if head.rev <= self.position:
                 continue  # already delivered from the log
-            if rev == self.position + 1:
+            if head.rev == self.position + 1:
                 await self.send(event_frame(frame))
-                self.position = rev
+                self.position = head.rev
+                self.epoch = head.epoch
             else:
                 await self._catch_up()  # a revision went missing on the way: read the log
 
@@ -271,21 +282,25 @@ class Session:
             since = self.position
         history = await self.store.history(self.owner, since, self.services.settings.event_log_max)
         reaches = history.log_first is not None and history.log_first <= since + 1
-        if since > history.rev or (since < history.rev and not reaches):
+        epoch_changed = self.wanted_epoch is not None and self.wanted_epoch != history.epoch
+        self.wanted_epoch = None
+        if epoch_changed or since > history.rev or (since < history.rev and not reaches):
             await self._snapshot()  # the log no longer reaches back, or Redis lost data
             return
         for raw in history.raw_events:
-            rev = _event_rev.decode(raw).rev
+            rev = _event_head.decode(raw).rev
             if rev > since:
                 await self.send(event_frame(raw))
                 since = rev
         self.position = since
+        self.epoch = history.epoch
 
     async def _snapshot(self) -> None:
         snap = await self.store.snapshot(self.owner, "state")
         frame = wire.SnapshotFrame(rev=snap.rev, cart=snap.cart, wishlists=snap.wishlists)
         await self.send(_encoder.encode(frame))
         self.position = snap.rev
+        self.epoch = snap.epoch
 
     async def _keepalive(self) -> None:
         interval = self.services.settings.ws_ping_interval_s

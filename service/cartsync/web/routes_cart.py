@@ -59,13 +59,20 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
 async def history(call: Call[None]) -> Response:
     since = _int_param(call, "since", 0)
     limit = min(_int_param(call, "limit", MAX_HISTORY), MAX_HISTORY)
+    epoch = call.request.query_params.get("epoch")
     snap = await call.services.store.history(call.owner, since, max(limit, 1))
+    if epoch is not None and epoch != snap.epoch:
+        # The revisions the client counts from belong to data that no longer exists.
+        body = wire.History(rev=snap.rev, epoch=snap.epoch, since=since, complete=False, events=[])
+        return json_response(body, rev=snap.rev)
     # since > rev means the client saw revisions this store no longer has (erased, expired or
     # Redis lost data): it missed state, so the answer is not complete.
     complete = since == snap.rev or (
         since < snap.rev and snap.log_first is not None and snap.log_first <= since + 1
     )
-    body = wire.History(rev=snap.rev, since=since, complete=complete, events=snap.events)
+    body = wire.History(
+        rev=snap.rev, epoch=snap.epoch, since=since, complete=complete, events=snap.events
+    )
     return json_response(body, rev=snap.rev)
 
 

@@ -29,7 +29,9 @@ local fresh_id = ARGV[15]
 local currency = ARGV[16]
 
 local actor = cjson.decode(actor_json)
-local rev = tonumber(redis.call('HGET', K_META, 'rev') or '0')
+local head = redis.call('HMGET', K_META, 'rev', 'epoch')
+local rev = tonumber(head[1] or '0')
+local epoch = head[2] or ''
 
 local function err(code, message, field)
   return {0, rev, code, message, field or ''}
@@ -463,6 +465,11 @@ local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, 
 
 if op == 'erase' then
   redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_CLAIM)
+  if publish ~= '' then
+    -- Not logged (the log is gone too): live sockets see a new, empty epoch and resnapshot.
+    redis.call(publish, K_CHAN, '{"rev":0,"type":"owner.erased","data":{},"actor":' .. actor_json
+      .. ',"at":"' .. now .. '","epoch":""}')
+  end
   return {200, 0, '{"erased":true}', 0}
 end
 
@@ -521,11 +528,15 @@ if not res.unchanged then
     redis.call('HSET', K_META, 'created_at', now)
     redis.call('HSETNX', K_META, 'cart_id', fresh_id)
     redis.call('HSETNX', K_META, 'currency', currency)
+    -- A new epoch whenever an owner's data starts from nothing (first use, erasure, expiry,
+    -- a Redis that lost its data): revisions of different epochs are not comparable.
+    epoch = string.sub(fresh_id, 17)
+    redis.call('HSET', K_META, 'epoch', epoch)
   end
   rev = redis.call('HINCRBY', K_META, 'rev', 1)
   redis.call('HSET', K_META, 'updated_at', now)
   local event = '{"rev":' .. rev .. ',"type":"' .. res.type .. '","data":' .. res.data
-    .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '"}'
+    .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
   redis.call('XADD', K_LOG, 'MAXLEN', log_max, rev .. '-0', 'e', event)
   if publish ~= '' then redis.call(publish, K_CHAN, event) end
 end

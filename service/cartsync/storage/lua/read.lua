@@ -27,9 +27,12 @@ if mode == 'history' then
     meta[#meta + 1] = 'log_first'
     meta[#meta + 1] = string.match(first[1][1], '^(%d+)')
   end
-  local start = tostring(since + 1) .. '-0'
-  for i, entry in ipairs(redis.call('XRANGE', K_LOG, start, '+', 'COUNT', tonumber(ARGV[3]))) do
-    events[i] = entry[2][2]
+  local count = tonumber(ARGV[3])
+  if count > 0 then -- XRANGE answers COUNT 0 with a null, not an empty list
+    local start = tostring(since + 1) .. '-0'
+    for i, entry in ipairs(redis.call('XRANGE', K_LOG, start, '+', 'COUNT', count)) do
+      events[i] = entry[2][2]
+    end
   end
 end
 
