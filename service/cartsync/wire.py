@@ -15,10 +15,12 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from cartsync.domain.limits import QTY_CEILING
 from cartsync.domain.model import Cart, Event, Line, WishItem, Wishlist
 
-Sku = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="Product or variant id")]
+Sku = Annotated[
+    str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$(?!\n)", description="Product or variant id")
+]
 Qty = Annotated[int, Meta(ge=1, le=QTY_CEILING)]
 QtyOrZero = Annotated[int, Meta(ge=0, le=QTY_CEILING, description="0 removes the line")]
-AttrName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+AttrName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$(?!\n)")]
 AttrValue = Annotated[str, Meta(max_length=256)]
 Attrs = Annotated[
     dict[AttrName, AttrValue],
@@ -26,7 +28,8 @@ Attrs = Annotated[
 ]
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Price = Annotated[
-    str, Meta(pattern=r"^\d{1,9}(\.\d{1,4})?$", description="Decimal amount in the cart currency")
+    str,
+    Meta(pattern=r"^\d{1,9}(\.\d{1,4})?$(?!\n)", description="Decimal amount in the cart currency"),
 ]
 Note = Annotated[str, Meta(max_length=1000)]
 WishlistName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
@@ -224,7 +227,7 @@ class SyncFrame(Frame, tag="sync"):
 
 
 class OpFrame(Frame, tag="op"):
-    id: Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$")]
+    id: Annotated[str, Meta(pattern=r"^[\x21-\x7e]{1,255}$(?!\n)")]
     name: str
     params: dict[str, Annotated[str, Meta(max_length=128)]] = msgspec.field(default_factory=dict)
     body: msgspec.Raw = msgspec.Raw(b"{}")

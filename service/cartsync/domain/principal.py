@@ -75,5 +75,7 @@ def device_id(raw: str | None) -> str | None:
     if raw is None or raw == "":
         return None
     if DEVICE_PATTERN.fullmatch(raw) is None:
-        raise InvalidInput("X-Device-Id must match [A-Za-z0-9._:-]{1,64}", field="X-Device-Id")
+        raise InvalidInput(
+            "X-Device-Id must match [A-Za-z0-9._:-]{1,64}", code="bad_header", field="X-Device-Id"
+        )
     return raw

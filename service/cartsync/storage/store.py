@@ -175,7 +175,10 @@ class CartStore:
     ) -> Mutation:
         """Apply one change atomically, at most once per operation id."""
         if ctx.idempotency_key is not None:
-            op_id, ttl_ms = "k:" + ctx.idempotency_key, self._idem_ttl_ms
+            # Stored with the owner, and scoped to the caller: a shop back end and the
+            # customer's phone choosing the same key never see each other's responses.
+            caller = f"{ctx.actor.role}:{ctx.actor.id}"
+            op_id, ttl_ms = f"k:{caller}:{ctx.idempotency_key}", self._idem_ttl_ms
         else:
             op_id, ttl_ms = "s:" + uuid.uuid4().hex, SERVER_OP_TTL_MS
         return await self._run(owner, op, payload, ctx, op_id=op_id, op_ttl_ms=ttl_ms)

@@ -119,9 +119,11 @@ def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awa
         else:
             owner = own_data(principal)
         await services.rate_limit(principal)
+        device_id(request.headers.get("x-device-id"))  # refuse a bad header on reads too
         body: object = None
         if endpoint.body is not None:
             raw = await inputs.read_body(request, services.settings.max_body_bytes)
+            request.state.body_read = True
             body = inputs.decode_body(raw, request.headers.get("content-type"), endpoint.body)
         params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
         fp = fingerprint(endpoint.method, endpoint.path, params, body) if endpoint.mutation else ""

@@ -63,6 +63,15 @@ def status_of(exc: CartsyncError) -> int:
     return 500
 
 
+def _unread_body(request: Request) -> bool:
+    """A refusal sent before the body was read: Hypercorn then drops the connection, so say so
+    (``Connection: close``) rather than let the client's next request on it fail."""
+    if getattr(request.state, "body_read", False):
+        return False
+    length = request.headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in request.headers
+
+
 async def on_cartsync_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CartsyncError)
     status = 400 if exc.code in ("malformed_json", "bad_header") else status_of(exc)
@@ -75,6 +84,8 @@ async def on_cartsync_error(request: Request, exc: Exception) -> Response:
         headers["ETag"] = f'"{exc.current_rev}"'
     elif isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="cartsync"'
+    if _unread_body(request):
+        headers["Connection"] = "close"
     return error_response(status, exc.code, exc.message, exc.field, headers)
 
 
@@ -84,8 +95,11 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     message = {404: "no such route", 405: "method not allowed on this route"}.get(
         exc.status_code, str(exc.detail)
     )
+    headers = dict(exc.headers or {})
+    if _unread_body(request):
+        headers["Connection"] = "close"
     return error_response(
-        exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=exc.headers
+        exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers
     )
 
 

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ETAG = re.compile(r'(?:W/)?"?(\d{1,18})"?')
-_FIELD = re.compile(r"at `\$\.?([^`]*)`")
+_FIELD = re.compile(r"(?:at|in) `\$\.?([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
 _decoders: dict[type, msgspec.json.Decoder[object]] = {}
 

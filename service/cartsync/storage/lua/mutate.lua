@@ -390,7 +390,7 @@ function ops.item_add()
 end
 
 function ops.item_remove()
-  local w = get_wishlist(p.wishlist_id)
+  local w = open_wishlist(p.wishlist_id)
   if not w then return nil, err('wishlist_not_found', 'no such wishlist', 'wishlist_id') end
   if redis.call('HEXISTS', K_WLI, w.id .. '/' .. p.item_id) == 0 then
     return nil, err('item_not_found', 'no such item on this wishlist', 'item_id')
@@ -404,7 +404,7 @@ function ops.item_remove()
 end
 
 function ops.item_move_to_cart()
-  local w = get_wishlist(p.wishlist_id)
+  local w = open_wishlist(p.wishlist_id)
   if not w then return nil, err('wishlist_not_found', 'no such wishlist', 'wishlist_id') end
   local raw = redis.call('HGET', K_WLI, w.id .. '/' .. p.item_id)
   if not raw then return nil, err('item_not_found', 'no such item on this wishlist', 'item_id') end
