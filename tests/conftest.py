@@ -73,5 +73,3 @@ def alice(client: httpx.AsyncClient, tokens: Tokens, customer_id: str) -> httpx.
     """A client already signed in as a fresh customer."""
     client.headers.update(tokens.headers("customer", customer_id))
     return client
-
-

@@ -176,7 +176,8 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         # Hypercorn adopts the bound socket by descriptor and closes it when it stops.
         config.bind = [f"fd://{listener.detach()}"]
         config.websocket_max_message_size = 64 * 1024  # larger frames close with 1009
-        config.websocket_ping_interval = settings.ws_ping_interval_s
+        # No websocket_ping_interval: Hypercorn 0.18's ping task outlives a closed socket and
+        # holds its connection until graceful_timeout; live.py sends its own pings instead.
         config.keep_alive_max_requests = 100_000  # the default 1,000 drops busy clients' sockets
         config.graceful_timeout = 10.0
         config.accesslog = None

@@ -97,6 +97,10 @@ class Hub:
                 await task
         self._tasks = []
 
+    @property
+    def channels(self) -> int:
+        return len(self._listeners)
+
     def listener_count(self, owner_id: str) -> int:
         return len(self._listeners.get(OwnerKeys(owner_id).channel, ()))
 

@@ -145,7 +145,9 @@ class CartStore:
         guest_ttl_s: int,
         customer_ttl_s: int,
         publish_command: Literal["PUBLISH", "SPUBLISH", ""] = "PUBLISH",
+        observe: Callable[[str, float, bool], None] | None = None,
     ) -> None:
+        self._observe = observe
         self.redis = redis
         self.limits = limits
         self._currency = currency
@@ -166,7 +168,7 @@ class CartStore:
         self._read = redis.register_script(_script("read"))
 
     async def ping(self) -> None:
-        await self._guarded(self.redis.ping)
+        await self._guarded(self.redis.ping, call="ping")
 
     # Writes ------------------------------------------------------------------------------
 
@@ -288,7 +290,9 @@ class CartStore:
             uuid.uuid4().hex,
             self._currency,
         ]
-        reply = await self._guarded(lambda: self._mutate(keys=keys.data_keys(), args=args))
+        reply = await self._guarded(
+            lambda: self._mutate(keys=keys.data_keys(), args=args), call="mutate"
+        )
         status = int(reply[0])
         if status == 0:
             raise _refusal(reply)
@@ -297,7 +301,9 @@ class CartStore:
     # Reads -------------------------------------------------------------------------------
 
     async def revision(self, owner: Owner) -> int:
-        raw = await self._guarded(lambda: self.redis.hget(OwnerKeys(owner.id).meta, "rev"))
+        raw = await self._guarded(
+            lambda: self.redis.hget(OwnerKeys(owner.id).meta, "rev"), call="revision"
+        )
         return int(raw or 0)
 
     async def snapshot(
@@ -313,7 +319,7 @@ class CartStore:
     async def _snapshot(self, owner: Owner, args: list[str]) -> Snapshot:
         keys = OwnerKeys(owner.id)
         read_keys = [keys.meta, keys.lines, keys.wishlists, keys.wish_items, keys.log]
-        reply = await self._guarded(lambda: self._read(keys=read_keys, args=args))
+        reply = await self._guarded(lambda: self._read(keys=read_keys, args=args), call="read")
         raw_meta, raw_lines, raw_wl, raw_items, raw_events = reply
         meta = {
             bytes(raw_meta[i]).decode(): bytes(raw_meta[i + 1]).decode()
@@ -337,11 +343,18 @@ class CartStore:
         log_first = int(meta["log_first"]) if "log_first" in meta else None
         return Snapshot(rev, meta.get("epoch"), cart, wishlists, events, log_first)
 
-    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _guarded(self, run: Callable[[], Awaitable[T]], call: str = "other") -> T:
+        start = time.perf_counter()
+        ok = False
         try:
-            return await call()
+            result = await run()
+            ok = True
+            return result
         except _STORE_DOWN as exc:
             raise StoreUnavailable("the cart store (Redis) is unreachable; retry shortly") from exc
+        finally:
+            if self._observe is not None:
+                self._observe(call, time.perf_counter() - start, ok)
 
 
 def _digest(owner_id: str) -> str:

@@ -22,6 +22,7 @@ from cartsync.storage.store import CartStore
 from cartsync.web import errors, live, openapi, routes_account, routes_cart, routes_wishlists
 from cartsync.web.commands import COMMANDS
 from cartsync.web.endpoints import Endpoint, command_endpoint, json_response, owner_view
+from cartsync.web.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
 
 ENDPOINTS: list[Endpoint] = [
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> Starlette:
     except ValueError:
         issuer = None
     spec = openapi.build(ENDPOINTS)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -52,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
             idempotency_ttl_s=settings.idempotency_ttl_s,
             guest_ttl_s=settings.guest_data_ttl_s,
             customer_ttl_s=settings.customer_data_ttl_s,
+            observe=metrics.observe_store,
         )
         hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s, max_queue=settings.ws_send_queue)
         app.state.services = Services(
@@ -61,7 +64,9 @@ def create_app(settings: Settings) -> Starlette:
             issuer=issuer,
             limits=RateLimits(settings),
             hub=hub,
+            metrics=metrics,
         )
+        metrics.watch_hub(hub)
         await hub.start()
         try:
             yield
@@ -76,12 +81,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", routes_account.healthz, methods=["GET"]),
         Route("/readyz", routes_account.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
         WebSocketRoute("/v1/ws", live.websocket_endpoint),
     ]
     for prefix, mirrored in (("/v1", False), ("/v1/customers/{customer_id}", True)):
         routes.extend(_owner_routes(prefix, mirrored))
-    middleware = []
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
     if settings.cors_origins:
         # The web shop's own JS calls cartsync from the shop's origin.
         middleware.append(
@@ -101,7 +107,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
@@ -111,6 +117,8 @@ def create_app(settings: Settings) -> Starlette:
             Exception: errors.on_unexpected,
         },
     )
+    app.state.metrics = metrics
+    return app
 
 
 def _owner_routes(prefix: str, mirrored: bool) -> list[BaseRoute]:

@@ -81,7 +81,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         owner = own_data(principal)
         if services.hub.listener_count(owner.id) >= services.settings.ws_max_per_owner:
             raise Close(POLICY_VIOLATION, "too many live connections for this customer")
-        await Session(websocket, services, principal, owner).run()
+        services.metrics.sockets.inc()
+        try:
+            await Session(websocket, services, principal, owner).run()
+        finally:
+            services.metrics.sockets.dec()
     except Close as close:
         await _close(websocket, close.code, close.reason)
     except CartsyncError as exc:
@@ -250,6 +254,7 @@ class Session:
             try:
                 frame = await self.listener.get()
             except Overflow as exc:
+                self.services.metrics.overflows.inc()
                 raise Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since") from exc
             if frame == RESYNC or self.wanted is not False:
                 await self._catch_up()
@@ -265,6 +270,7 @@ class Session:
                 continue  # already delivered from the log
             if head.rev == self.position + 1:
                 await self.send(event_frame(frame))
+                self.services.metrics.events.inc()
                 self.position = head.rev
                 self.epoch = head.epoch
             else:
@@ -291,6 +297,7 @@ class Session:
             rev = _event_head.decode(raw).rev
             if rev > since:
                 await self.send(event_frame(raw))
+                self.services.metrics.events.inc()
                 since = rev
         self.position = since
         self.epoch = history.epoch
@@ -299,6 +306,7 @@ class Session:
         snap = await self.store.snapshot(self.owner, "state")
         frame = wire.SnapshotFrame(rev=snap.rev, cart=snap.cart, wishlists=snap.wishlists)
         await self.send(_encoder.encode(frame))
+        self.services.metrics.snapshots.inc()
         self.position = snap.rev
         self.epoch = snap.epoch
 

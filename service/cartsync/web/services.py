@@ -19,6 +19,7 @@ from cartsync.settings import Settings
 from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
 from cartsync.web.inputs import bearer_token
+from cartsync.web.metrics import Metrics
 
 
 class RateLimits:
@@ -60,6 +61,7 @@ class Services:
     issuer: TokenIssuer | None
     limits: RateLimits
     hub: Hub
+    metrics: Metrics
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on SIGTERM: live sockets close with 1001 so clients reconnect elsewhere."""
 

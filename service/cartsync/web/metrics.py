@@ -1,0 +1,127 @@
+"""Prometheus metrics: HTTP by route and status, live sockets, events, Redis calls, pub/sub."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cartsync.storage.hub import Hub
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """One registry per app, so several apps in one process never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http = Histogram(
+            "cartsync_http_request_duration_seconds",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sockets = Gauge(
+            "cartsync_websocket_connections",
+            "Open authenticated websockets",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "cartsync_events_pushed_total",
+            "Event frames sent to websockets",
+            registry=self.registry,
+        )
+        self.snapshots = Counter(
+            "cartsync_snapshots_sent_total",
+            "Snapshot frames sent to websockets",
+            registry=self.registry,
+        )
+        self.overflows = Counter(
+            "cartsync_send_queue_overflows_total",
+            "Websockets closed (1013) because their send queue filled",
+            registry=self.registry,
+        )
+        self.redis = Histogram(
+            "cartsync_redis_call_duration_seconds",
+            "Round trips to Redis by call",
+            ["call"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "cartsync_redis_errors_total",
+            "Redis calls that failed",
+            ["call"],
+            registry=self.registry,
+        )
+
+    def observe_store(self, call: str, seconds: float, ok: bool) -> None:
+        self.redis.labels(call).observe(seconds)
+        if not ok:
+            self.redis_errors.labels(call).inc()
+
+    def watch_hub(self, hub: Hub) -> None:
+        self.registry.register(_HubCollector(hub))
+
+    def render(self) -> Response:
+        return Response(
+            generate_latest(self.registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+
+class _HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily(
+            "cartsync_pubsub_reconnects",
+            "Times the pub/sub connection was replaced",
+            value=self._hub.reconnects,
+        )
+        yield GaugeMetricFamily(
+            "cartsync_pubsub_channels", "Owners with local listeners", value=self._hub.channels
+        )
+
+
+class MetricsMiddleware:
+    """Times every HTTP request and labels it with the route template, never the raw path."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.http.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return metrics.render()
