@@ -238,10 +238,11 @@ async def test_idempotency_records_are_kept_for_24_hours(
     after_ms = int(time.time() * 1000)
 
     owner = f"c:{customer_id}"
+    record = f"k:customer:{customer_id}:{key}"  # scoped to the owner and to the caller
     admin = redis_server.client()
     try:
-        assert admin.hexists(f"cs:{{{owner}}}:idem", f"k:{key}")
-        score = admin.zscore(f"cs:{{{owner}}}:idemx", f"k:{key}")
+        assert admin.hexists(f"cs:{{{owner}}}:idem", record)
+        score = admin.zscore(f"cs:{{{owner}}}:idemx", record)
     finally:
         admin.close()
     assert score is not None

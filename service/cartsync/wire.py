@@ -265,9 +265,11 @@ class Ack(Struct, tag_field="type", tag="ack"):
     replayed: bool = False
 
 
-class Nack(Struct, tag_field="type", tag="nack"):
+class Nack(Struct, tag_field="type", tag="nack", omit_defaults=True):
     id: str
     error: ErrorDetail
+    rev: int | None = None
+    """The current revision, when the op was refused for a stale ``if_match``."""
 
 
 class ErrorFrame(Struct, tag_field="type", tag="error"):

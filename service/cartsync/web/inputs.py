@@ -59,12 +59,12 @@ def decode_body(raw: bytes, content_type: str | None, type_: type[T]) -> T:
     try:
         return decoder.decode(raw)  # type: ignore[return-value]
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc), code="invalid_field", field=_field_of(str(exc))) from exc
+        raise InvalidInput(str(exc), code="invalid_field", field=field_of(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", code="malformed_json") from exc
 
 
-def _field_of(message: str) -> str | None:
+def field_of(message: str) -> str | None:
     unknown = _UNKNOWN.search(message)
     if unknown:
         return unknown.group(1)

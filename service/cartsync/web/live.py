@@ -19,11 +19,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from cartsync import wire
 from cartsync.domain.model import Actor
 from cartsync.domain.principal import Owner, Principal, own_data
-from cartsync.errors import CartsyncError, InvalidInput
+from cartsync.errors import CartsyncError, InvalidInput, RevisionMismatch, StoreUnavailable
 from cartsync.storage.hub import RESYNC, Listener, Overflow
 from cartsync.storage.store import WriteContext
 from cartsync.web.commands import BY_NAME, fingerprint
 from cartsync.web.errors import status_of
+from cartsync.web.inputs import field_of
 from cartsync.web.services import Services
 
 log = logging.getLogger("cartsync.live")
@@ -88,6 +89,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             services.metrics.sockets.dec()
     except Close as close:
         await _close(websocket, close.code, close.reason)
+    except StoreUnavailable:
+        await _close(websocket, TRY_AGAIN_LATER, "store unavailable; retry shortly")
     except CartsyncError as exc:
         await _close(websocket, POLICY_VIOLATION, exc.message)
     except WebSocketDisconnect:
@@ -221,7 +224,9 @@ class Session:
                 try:
                     body = msgspec.json.decode(frame.body, type=command.body)
                 except msgspec.ValidationError as exc:
-                    raise InvalidInput(str(exc), code="invalid_field") from exc
+                    raise InvalidInput(
+                        str(exc), code="invalid_field", field=field_of(str(exc))
+                    ) from exc
             ctx = WriteContext(
                 actor=Actor(role=self.principal.role.value, id=self.principal.subject),
                 idempotency_key=frame.id,
@@ -233,7 +238,8 @@ class Session:
             )
         except CartsyncError as exc:
             detail = wire.ErrorDetail(code=exc.code, message=exc.message, field=exc.field)
-            await self.send(_encoder.encode(wire.Nack(id=frame.id, error=detail)))
+            current = exc.current_rev if isinstance(exc, RevisionMismatch) else None
+            await self.send(_encoder.encode(wire.Nack(id=frame.id, error=detail, rev=current)))
             if status_of(exc) == 503:
                 log.warning("op %s refused: store unavailable", frame.name)
             return
@@ -249,6 +255,13 @@ class Session:
     # Server to client --------------------------------------------------------------------
 
     async def _pump(self) -> None:
+        try:
+            await self._deliver()
+        except StoreUnavailable as exc:
+            # Not 1008: the client did nothing wrong and should come back with since.
+            raise Close(TRY_AGAIN_LATER, "store unavailable; reconnect with since") from exc
+
+    async def _deliver(self) -> None:
         assert self.listener is not None
         while True:
             try:
@@ -288,7 +301,8 @@ class Session:
             since = self.position
         history = await self.store.history(self.owner, since, self.services.settings.event_log_max)
         reaches = history.log_first is not None and history.log_first <= since + 1
-        epoch_changed = self.wanted_epoch is not None and self.wanted_epoch != history.epoch
+        known = self.wanted_epoch if self.wanted_epoch is not None else self.epoch
+        epoch_changed = known is not None and known != history.epoch
         self.wanted_epoch = None
         if epoch_changed or since > history.rev or (since < history.rev and not reaches):
             await self._snapshot()  # the log no longer reaches back, or Redis lost data

@@ -104,6 +104,9 @@ local function check_add(key, qty)
     end
     return line
   end
+  if qty > limits.max_qty then
+    return nil, err('limit_exceeded', 'a line holds at most ' .. limits.max_qty .. ' units', 'qty')
+  end
   if redis.call('HLEN', K_LINES) >= limits.max_lines then
     return nil, err('limit_exceeded', 'a cart holds at most ' .. limits.max_lines .. ' lines', 'sku')
   end
@@ -314,7 +317,8 @@ function ops.checkout()
   local snapshot = string.sub(head, 1, -2) .. ',"lines":' .. json_array(sorted_values(K_LINES)) .. '}'
   redis.call('DEL', K_LINES, K_LIDX)
   redis.call('HSET', K_META, 'cart_id', fresh_id, 'note', '')
-  return {status = 200, type = 'cart.checked_out', data = '{"checkout":' .. snapshot .. '}',
+  return {status = 200, type = 'cart.checked_out',
+          data = '{"checkout":' .. snapshot .. ',"cart_id":' .. cjson.encode(fresh_id) .. '}',
           body = {{'checkout', snapshot}, {'cart_id', cjson.encode(fresh_id)}}}
 end
 
