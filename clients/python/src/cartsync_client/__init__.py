@@ -1,0 +1,104 @@
+"""cartsync's Python client: REST calls with safe retries, and live updates over a websocket.
+
+    async with CartsyncClient("https://cartsync.example", token) as client:
+        await client.add_line("CAP-1", qty=2)
+        async with client.subscribe() as live:
+            async for update in live:
+                ...
+
+Depends on httpx, websockets and msgspec only; nothing from the service package.
+"""
+
+from __future__ import annotations
+
+from cartsync_client.backoff import Backoff
+from cartsync_client.client import CartsyncClient, MergeStrategy, guest_token
+from cartsync_client.errors import (
+    CartsyncError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    SessionClosed,
+    Unauthorized,
+    Unavailable,
+)
+from cartsync_client.live import Subscription
+from cartsync_client.mirror import CartMirror, MirrorError
+from cartsync_client.models import (
+    Ack,
+    Actor,
+    Cart,
+    Checkout,
+    CheckoutResult,
+    Erased,
+    Event,
+    Export,
+    GuestToken,
+    History,
+    Line,
+    LineResult,
+    MergeResult,
+    NoteResult,
+    PatchLineResult,
+    Removed,
+    RevOnly,
+    SavedForLater,
+    Snapshot,
+    Update,
+    WishItem,
+    WishItemResult,
+    Wishlist,
+    WishlistResult,
+    Wishlists,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ack",
+    "Actor",
+    "Backoff",
+    "Cart",
+    "CartMirror",
+    "CartsyncClient",
+    "CartsyncError",
+    "Checkout",
+    "CheckoutResult",
+    "Conflict",
+    "Erased",
+    "Event",
+    "Export",
+    "Forbidden",
+    "GuestToken",
+    "History",
+    "InvalidRequest",
+    "Line",
+    "LineResult",
+    "MergeResult",
+    "MergeStrategy",
+    "MirrorError",
+    "NotFound",
+    "NoteResult",
+    "PatchLineResult",
+    "PreconditionFailed",
+    "RateLimited",
+    "Removed",
+    "RevOnly",
+    "SavedForLater",
+    "SessionClosed",
+    "Snapshot",
+    "Subscription",
+    "Unauthorized",
+    "Unavailable",
+    "Update",
+    "WishItem",
+    "WishItemResult",
+    "Wishlist",
+    "WishlistResult",
+    "Wishlists",
+    "__version__",
+    "guest_token",
+]

@@ -1,0 +1,238 @@
+"""What the service sends, as the client's own msgspec Structs.
+
+These mirror the service's wire types field for field but are declared here, so the client needs
+nothing from the service package. Unknown fields are ignored when decoding (msgspec's default),
+so a newer service that adds a field does not break an older client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "Ack",
+    "Actor",
+    "Cart",
+    "Checkout",
+    "CheckoutResult",
+    "Erased",
+    "Event",
+    "Export",
+    "GuestToken",
+    "History",
+    "Line",
+    "LineResult",
+    "MergeResult",
+    "NoteResult",
+    "PatchLineResult",
+    "Removed",
+    "RevOnly",
+    "SavedForLater",
+    "Snapshot",
+    "Update",
+    "WishItem",
+    "WishItemResult",
+    "Wishlist",
+    "WishlistResult",
+    "Wishlists",
+]
+
+Attrs = dict[str, str]
+
+
+class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who made a change: role, subject and, when it said, the device (``X-Device-Id``)."""
+
+    role: str
+    id: str
+    device: str | None = None
+
+
+class Line(msgspec.Struct, omit_defaults=True):
+    """One cart line; same sku and attrs is the same line."""
+
+    id: str
+    sku: str
+    qty: int
+    attrs: Attrs
+    added_at: str
+    updated_at: str
+    updated_by: Actor
+    title: str | None = None
+    unit_price: str | None = None
+
+
+class Cart(msgspec.Struct):
+    """The active cart at revision ``rev`` (lines ordered as they were first added)."""
+
+    owner: str
+    rev: int
+    cart_id: str | None
+    currency: str
+    lines: list[Line]
+    note: str
+    updated_at: str | None
+
+
+class WishItem(msgspec.Struct, omit_defaults=True):
+    id: str
+    sku: str
+    attrs: Attrs
+    added_at: str
+    added_by: Actor
+    title: str | None = None
+    note: str | None = None
+
+
+class Wishlist(msgspec.Struct, omit_defaults=True):
+    """A wishlist; ``default`` and ``saved`` exist for every owner, the rest are named by them."""
+
+    id: str
+    name: str
+    items: list[WishItem]
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Event(msgspec.Struct):
+    """One change of one owner, numbered by the owner's revision; ``data`` depends on ``type``."""
+
+    rev: int
+    type: str
+    data: dict[str, Any]
+    actor: Actor
+    at: str
+
+
+class Snapshot(msgspec.Struct):
+    """The whole state at ``rev``: sent first, and whenever the event log cannot fill a gap."""
+
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+
+
+Update = Snapshot | Event
+"""What a live subscription yields, in revision order."""
+
+
+class Ack(msgspec.Struct):
+    """A websocket op that was applied (or replayed: ``replayed``); ``result`` is the REST body."""
+
+    id: str
+    rev: int
+    status: int
+    result: dict[str, Any]
+    replayed: bool = False
+
+
+# REST response bodies ---------------------------------------------------------------------
+
+
+class LineResult(msgspec.Struct):
+    rev: int
+    line: Line
+
+
+class PatchLineResult(msgspec.Struct):
+    """``line`` after a change, or ``removed`` (the line id) when qty 0 removed it."""
+
+    rev: int
+    line: Line | None = None
+    removed: str | None = None
+
+
+class Removed(msgspec.Struct):
+    rev: int
+    removed: str
+
+
+class RevOnly(msgspec.Struct):
+    rev: int
+
+
+class NoteResult(msgspec.Struct):
+    rev: int
+    note: str
+
+
+class SavedForLater(msgspec.Struct):
+    rev: int
+    wishlist_id: str
+    item: WishItem
+
+
+class Checkout(msgspec.Struct):
+    """The frozen cart handed to the order system."""
+
+    cart_id: str
+    owner: str
+    currency: str
+    note: str
+    checked_out_at: str
+    lines: list[Line]
+
+
+class CheckoutResult(msgspec.Struct):
+    """The frozen cart, and ``cart_id`` of the new empty cart that replaced it."""
+
+    rev: int
+    checkout: Checkout
+    cart_id: str
+
+
+class MergeResult(msgspec.Struct):
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+    already_merged: bool
+    dropped_lines: int = 0
+    capped_lines: int = 0
+    dropped_items: int = 0
+
+
+class Wishlists(msgspec.Struct):
+    rev: int
+    wishlists: list[Wishlist]
+
+
+class WishlistResult(msgspec.Struct):
+    rev: int
+    wishlist: Wishlist
+
+
+class WishItemResult(msgspec.Struct):
+    """``created`` is False when the sku and attrs were already on the list (nothing changed)."""
+
+    rev: int
+    item: WishItem
+    created: bool
+
+
+class History(msgspec.Struct):
+    """Events after ``since``; ``complete`` False means the log no longer reaches back: reload."""
+
+    rev: int
+    since: int
+    complete: bool
+    events: list[Event]
+
+
+class GuestToken(msgspec.Struct):
+    token: str
+    guest_id: str
+    expires_at: str
+
+
+class Export(msgspec.Struct):
+    owner: str
+    exported_at: str
+    cart: Cart
+    wishlists: list[Wishlist]
+    events: list[Event]
+
+
+class Erased(msgspec.Struct):
+    erased: bool
