@@ -1,0 +1,246 @@
+"""What every benchmark shares: processes started and stopped by PID, CPU pinning, and the JSON
+file plus markdown table that report a result. Paced load is in load.py, statistics in stats.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import RedisProcess, ServiceProcess
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPEATS = 3
+"""Each measurement runs this many times; reports give the median and the range."""
+
+
+# CPU pinning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cores:
+    """Where the servers and the load generator run; ``None`` where nothing is pinned."""
+
+    servers: frozenset[int] | None
+    load: frozenset[int] | None
+    why_not: str = ""
+
+    @classmethod
+    def detect(cls) -> Cores:
+        """Servers on core 0, the load generator on core 1, when this process may use both."""
+        if not hasattr(os, "sched_setaffinity"):
+            return cls(None, None, "os.sched_setaffinity is not available on this platform")
+        allowed = os.sched_getaffinity(0)
+        if not {0, 1} <= allowed:
+            return cls(None, None, f"cores 0 and 1 are not both available (allowed: {allowed})")
+        return cls(frozenset({0}), frozenset({1}))
+
+    def pin_self(self) -> str:
+        """Pin this process (the load generator); a line saying what happened."""
+        if self.load is None:
+            return f"load generator (pid {os.getpid()}): not pinned, {self.why_not}"
+        try:
+            threads = pin_tree(os.getpid(), self.load)
+        except OSError as exc:
+            return f"load generator (pid {os.getpid()}): not pinned, {exc}"
+        return f"load generator (pid {os.getpid()}, {_threads(threads)}): cpu {_cpus(self.load)}"
+
+    def pin_server(self, label: str, pid: int) -> str:
+        if self.servers is None:
+            return f"{label} (pid {pid}): not pinned, {self.why_not}"
+        try:
+            threads = pin_tree(pid, self.servers)
+        except OSError as exc:
+            return f"{label} (pid {pid}): not pinned, {exc}"
+        return f"{label} (pid {pid}, {_threads(threads)}): cpu {_cpus(self.servers)}"
+
+
+def _threads(n: int) -> str:
+    return "1 thread" if n == 1 else f"{n} threads"
+
+
+def _cpus(cores: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cores))
+
+
+def pin_tree(pid: int, cores: frozenset[int]) -> int:
+    """Pin every thread of ``pid`` and of its child processes; returns how many were pinned.
+
+    ``sched_setaffinity(pid)`` moves only that one thread: redis-server's I/O threads and a
+    Python process's helper threads already exist, so each task id is pinned in turn.
+    """
+    pinned = 0
+    for proc in [pid, *_descendants(pid)]:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{proc}/task")]
+        except FileNotFoundError:
+            tids = [proc]
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cores)
+                pinned += 1
+            except ProcessLookupError:
+                continue  # a thread that ended meanwhile
+    return pinned
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    queue = [pid]
+    while queue and len(found) < 1000:
+        current = queue.pop()
+        try:
+            tids = os.listdir(f"/proc/{current}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                children = Path(f"/proc/{current}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for child in children:
+                found.append(int(child))
+                queue.append(int(child))
+    return found
+
+
+# Processes --------------------------------------------------------------------------------
+
+
+class Processes:
+    """Starts redis-server and cartsync processes, pins them, and stops every one by PID."""
+
+    def __init__(self, workdir: Path, cores: Cores) -> None:
+        self.workdir = workdir
+        self.cores = cores
+        self.notes: list[str] = []
+        self._redis: list[RedisProcess] = []
+        self._services: list[ServiceProcess] = []
+        self._pids: list[tuple[str, int]] = []
+
+    def redis(self, name: str = "redis-server") -> RedisProcess:
+        server = RedisProcess(self.workdir / name)
+        self._redis.append(server)  # listed before start: a half-started process is still stopped
+        server.start()
+        self._adopt(name, server.proc)
+        return server
+
+    def service(self, name: str, env: dict[str, str]) -> ServiceProcess:
+        server = ServiceProcess(env)
+        self._services.append(server)
+        server.start()
+        self._adopt(name, server.proc)
+        return server
+
+    def _adopt(self, name: str, proc: subprocess.Popen[bytes] | None) -> None:
+        assert proc is not None, "start() returned without a process"
+        self._pids.append((name, proc.pid))
+        self.notes.append(self.cores.pin_server(name, proc.pid))
+
+    def stop_all(self) -> list[str]:
+        """Stop services first (they hold Redis connections), then Redis; report leftovers."""
+        failures: list[str] = []
+        for stop in [*(s.stop for s in reversed(self._services)), *(r.stop for r in self._redis)]:
+            try:
+                stop()
+            except Exception as exc:  # one process refusing to stop must not spare the others
+                failures.append(repr(exc))
+        leftovers = [f"{name} (pid {pid})" for name, pid in self._pids if _alive(pid)]
+        leftovers += failures
+        self._services.clear()
+        self._redis.clear()
+        return leftovers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(pid, 0) but is not running
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@contextlib.contextmanager
+def processes(workdir: Path, cores: Cores) -> Iterator[Processes]:
+    """A ``Processes`` whose every process is stopped when the block ends, however it ends."""
+    procs = Processes(workdir, cores)
+    try:
+        yield procs
+    finally:
+        leftovers = procs.stop_all()
+        if leftovers:
+            raise RuntimeError(f"still running after stop: {', '.join(leftovers)}")
+
+
+# Reports ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What a benchmark hands back: notes, one table, and the data behind it."""
+
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str]
+    data: dict[str, Any]
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", ""]
+        lines += [f"- {note}" for note in self.notes]
+        lines += ["", "| " + " | ".join(self.headers) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.headers) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def write(self, results_dir: Path = RESULTS_DIR) -> Path:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path = results_dir / f"{self.name}.json"
+        document = {
+            "name": self.name,
+            "title": self.title,
+            "environment": environment(),
+            "notes": self.notes,
+            "table": {"headers": self.headers, "rows": self.rows},
+            **self.data,
+        }
+        path.write_text(json.dumps(_finite(document), indent=2, allow_nan=False) + "\n")
+        return path
+
+
+def _finite(value: Any) -> Any:
+    """The document with NaN (a run without samples) as null, which JSON can carry."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def environment() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": load,
+    }
