@@ -1,0 +1,586 @@
+"""Dockerfile, compose.yaml and k8s/ stay deployable with no Docker engine and no cluster.
+
+The Kubernetes manifests are rendered here the way kustomize would (resources, strategic-merge
+patches, labels) and every object is checked against the Kubernetes JSON schemas that the
+kubernetes-validate package ships, so it all runs offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from cartsync.settings import Settings, SettingsError
+from tests.support.processes import ROOT, ServiceProcess, free_port
+
+K8S = ROOT / "k8s"
+KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+KUBERNETES_VERSIONS = ("1.27", kubernetes_validate.latest_version())
+"""The oldest Kubernetes the manifests claim to run on, and the newest the schemas know."""
+
+UID = 10001
+PENDING_SETTINGS = {"CARTSYNC_REDIS_CLUSTER"}
+"""Read by the service once issue 6's cluster support lands; only the overlay may set them."""
+FILE_SETTINGS = {"CARTSYNC_JWT_JWKS_FILE"}
+"""Settings that name a mounted file, so the base ConfigMap leaves them out."""
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104  (a container listens beyond its own loopback)
+REAL_SECRET = "main:" + "a-real-secret-from-the-vault-" + "x" * 16
+
+Obj = dict[str, Any]
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> list[Obj]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def merge_patch(target: Obj, patch: Obj) -> None:
+    """Strategic merge as far as our patches need it: maps merge, lists and scalars replace."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def find(objects: list[Obj], kind: str, name: str) -> Obj:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def apply_labels(objects: list[Obj], entry: Obj) -> None:
+    pairs: dict[str, str] = entry["pairs"]
+    for obj in objects:
+        obj["metadata"].setdefault("labels", {}).update(pairs)
+        spec = obj.get("spec", {})
+        if entry.get("includeTemplates") and "template" in spec:
+            spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
+        if entry.get("includeSelectors"):
+            if obj["kind"] == "Service":
+                spec.setdefault("selector", {}).update(pairs)
+            elif "selector" in spec:
+                spec["selector"].setdefault("matchLabels", {}).update(pairs)
+            if "template" in spec:
+                spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
+
+
+def kustomization(directory: Path) -> Obj:
+    (doc,) = load_yaml(directory / "kustomization.yaml")
+    assert doc["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert doc["kind"] == "Kustomization"
+    unknown = set(doc) - {"apiVersion", "kind", "resources", "patches", "labels"}
+    assert not unknown, f"{directory}: render() here does not apply {unknown} yet; teach it"
+    return doc
+
+
+def render(directory: Path) -> list[Obj]:
+    """What ``kustomize build directory`` prints, for the features our kustomizations use."""
+    doc = kustomization(directory)
+    objects: list[Obj] = []
+    for entry in doc.get("resources", []):
+        path = (directory / entry).resolve()
+        objects += render(path) if path.is_dir() else load_yaml(path)
+    for entry in doc.get("patches", []):
+        assert set(entry) == {"path"}, f"only patches from files are rendered here: {entry}"
+        for patch in load_yaml(directory / entry["path"]):
+            merge_patch(find(objects, patch["kind"], patch["metadata"]["name"]), patch)
+    for entry in doc.get("labels", []):
+        apply_labels(objects, entry)
+    return objects
+
+
+def referenced_files(directory: Path) -> set[Path]:
+    doc = kustomization(directory)
+    paths = {(directory / e).resolve() for e in doc.get("resources", [])}
+    paths |= {(directory / e["path"]).resolve() for e in doc.get("patches", [])}
+    return paths
+
+
+def deployment(objects: list[Obj]) -> Obj:
+    (found,) = [o for o in objects if o["kind"] == "Deployment"]
+    return found
+
+
+def container(objects: list[Obj]) -> Obj:
+    containers: list[Obj] = deployment(objects)["spec"]["template"]["spec"]["containers"]
+    (found,) = containers
+    return found
+
+
+def effective_env(objects: list[Obj]) -> dict[str, str]:
+    """The container's environment: envFrom sources in order (later wins), then env."""
+    env: dict[str, str] = {}
+    for source in container(objects).get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+        else:
+            env.update(find(objects, "Secret", source["secretRef"]["name"])["stringData"])
+    env.update({e["name"]: e["value"] for e in container(objects).get("env", [])})
+    return env
+
+
+def setting_names() -> set[str]:
+    """Every CARTSYNC_* variable the service reads: the names its settings pass to config()."""
+    source = (ROOT / "service" / "cartsync" / "settings.py").read_text()
+    return {"CARTSYNC_" + n for n in re.findall(r'\bconfig\(\s*"([A-Z0-9_]+)"', source)}
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+
+
+def manifest_files() -> list[Path]:
+    files = sorted(K8S.rglob("*.yaml")) + sorted(K8S.rglob("*.yml"))
+    return [p for p in files if p.name != "kustomization.yaml"]
+
+
+def test_there_is_a_base_and_a_redis_cluster_overlay() -> None:
+    assert K8S / "base" in KUSTOMIZATIONS
+    assert K8S / "overlays" / "redis-cluster" in KUSTOMIZATIONS
+    kinds = sorted(o["kind"] for o in render(K8S / "base"))
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+        ]
+    )
+
+
+def test_every_manifest_belongs_to_a_kustomization() -> None:
+    referenced = set().union(*(referenced_files(d) for d in KUSTOMIZATIONS))
+    orphans = [str(p.relative_to(ROOT)) for p in manifest_files() if p.resolve() not in referenced]
+    assert not orphans, f"manifests no kustomization lists: {orphans}"
+    missing = [str(p) for p in referenced if not p.exists()]
+    assert not missing, f"kustomizations list files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(K8S)))
+def test_manifest_matches_the_kubernetes_schema(path: Path, version: str) -> None:
+    # Patches too: strict schemas reject a misspelt field, which kustomize would merge silently.
+    for obj in load_yaml(path):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_rendered_objects_match_the_kubernetes_schema(directory: Path, version: str) -> None:
+    objects = render(directory)
+    ids = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(ids) == len(set(ids)), f"duplicate objects: {ids}"
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "cartsync"
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_objects_refer_to_each_other_correctly(directory: Path) -> None:
+    objects = render(directory)
+    deploy = deployment(objects)
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+    service = find(objects, "Service", "cartsync")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("http", 80, "http")
+    ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
+    assert ports == {"http": 8000}
+
+    pdb = find(objects, "PodDisruptionBudget", "cartsync")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    hpa = find(objects, "HorizontalPodAutoscaler", "cartsync")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deploy["metadata"]["name"])
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["averageUtilization"] == 70
+    assert deploy["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+
+    # HPA utilization is measured against requests; without them it never scales.
+    resources = container(objects)["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys()
+    assert {"cpu", "memory"} <= resources["limits"].keys()
+
+    sources = container(objects)["envFrom"]
+    assert [next(iter(s)) for s in sources] == ["configMapRef", "secretRef"]
+    for source in sources:
+        ref = source.get("configMapRef") or source["secretRef"]
+        find(objects, "ConfigMap" if "configMapRef" in source else "Secret", ref["name"])
+
+
+def test_pod_runs_unprivileged_on_a_read_only_root() -> None:
+    objects = render(K8S / "base")
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    for context in (pod["securityContext"], container(objects)["securityContext"]):
+        assert context["runAsNonRoot"] is True
+        assert context["runAsUser"] == UID
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = container(objects)["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in context["capabilities"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_data_dir_is_on_a_writable_empty_dir() -> None:
+    objects = render(K8S / "base")
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    mounts = {m["mountPath"]: m["name"] for m in container(objects)["volumeMounts"]}
+    assert mounts.get("/tmp") in empty_dirs
+    data_dir = effective_env(objects)["CARTSYNC_DATA_DIR"]
+    assert Path(data_dir).is_relative_to("/tmp")
+
+
+def test_probes_ask_healthz_for_liveness_and_readyz_for_readiness() -> None:
+    c = container(render(K8S / "base"))
+    probes = {
+        name: (c[name]["httpGet"]["path"], c[name]["httpGet"]["port"])
+        for name in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert probes == {
+        "startupProbe": ("/healthz", "http"),
+        "livenessProbe": ("/healthz", "http"),
+        "readinessProbe": ("/readyz", "http"),
+    }
+    app = (ROOT / "service" / "cartsync" / "web" / "app.py").read_text()
+    assert 'Route("/healthz"' in app
+    assert 'Route("/readyz"' in app
+
+
+def test_shutdown_fits_in_the_grace_period() -> None:
+    """preStop sleeps while endpoints are removed, then SIGTERM starts cartsync's own drain."""
+    objects = render(K8S / "base")
+    command = container(objects)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]
+    compile(command[2], "preStop", "exec")
+    (sleep_s,) = (float(s) for s in re.findall(r"time\.sleep\(([\d.]+)\)", command[2]))
+    cli = (ROOT / "service" / "cartsync" / "cli.py").read_text()
+    (drain_s,) = (float(s) for s in re.findall(r"graceful_timeout = ([\d.]+)", cli))
+    grace_s = deployment(objects)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace_s == 30
+    assert sleep_s > 0
+    assert grace_s > sleep_s + drain_s
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_variable_set_is_one_the_service_reads(directory: Path) -> None:
+    known = setting_names()
+    assert len(known) > 20, 'the config("NAME") pattern no longer finds the settings'
+    allowed = known | (PENDING_SETTINGS if directory != K8S / "base" else set())
+    unknown = set(effective_env(render(directory))) - allowed
+    assert not unknown, f"variables cartsync does not read: {sorted(unknown)}"
+
+
+def test_base_sets_every_setting_explicitly() -> None:
+    """Operators read the ConfigMap to learn what can be tuned: new settings belong in it."""
+    missing = setting_names() - FILE_SETTINGS - set(effective_env(render(K8S / "base")))
+    assert not missing, f"add to k8s/base/configmap.yaml (or secret.yaml): {sorted(missing)}"
+
+
+def test_secrets_are_in_the_secret_and_nothing_secret_is_in_the_config_map() -> None:
+    objects = render(K8S / "base")
+    secret = find(objects, "Secret", "cartsync-secrets")
+    assert set(secret["stringData"]) == {"CARTSYNC_JWT_SECRETS", "CARTSYNC_REDIS_URL"}
+    assert all("REPLACE-ME" in v for v in secret["stringData"].values())
+    config = find(objects, "ConfigMap", "cartsync-config")["data"]
+    assert not {"CARTSYNC_JWT_SECRETS", "CARTSYNC_REDIS_URL"} & set(config)
+    assert all(isinstance(v, str) for v in config.values())
+
+
+def test_placeholder_jwt_secret_stops_the_start() -> None:
+    """A deployment that forgot to replace the placeholder fails loudly instead of running."""
+    env = effective_env(render(K8S / "base"))
+    with pytest.raises(SettingsError, match="CARTSYNC_JWT_SECRETS"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_configuration_is_accepted_once_the_secret_is_real(directory: Path) -> None:
+    env = effective_env(render(directory)) | {"CARTSYNC_JWT_SECRETS": REAL_SECRET}
+    settings = Settings.from_env(env)
+    assert settings.host == ALL_INTERFACES
+    assert settings.port == 8000
+    assert settings.redis_url is not None
+
+
+def test_redis_cluster_overlay_points_at_the_cluster() -> None:
+    base = effective_env(render(K8S / "base"))
+    cluster = effective_env(render(K8S / "overlays" / "redis-cluster"))
+    assert cluster["CARTSYNC_REDIS_CLUSTER"] == "true"
+    assert "redis-cluster" in cluster["CARTSYNC_REDIS_URL"]
+    assert cluster["CARTSYNC_REDIS_URL"] != base["CARTSYNC_REDIS_URL"]
+    assert "CARTSYNC_REDIS_CLUSTER" not in base
+    unchanged = set(base) - {"CARTSYNC_REDIS_URL"}
+    assert {k: cluster[k] for k in unchanged} == {k: base[k] for k in unchanged}
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order; continuation lines joined, comments dropped."""
+    joined: list[str] = []
+    pending = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    result = []
+    for line in joined:
+        word, _, rest = line.partition(" ")
+        result.append((word.upper(), rest.strip()))
+    return result
+
+
+DOCKERFILE = instructions(ROOT / "Dockerfile")
+
+
+def global_args() -> dict[str, str]:
+    args: dict[str, str] = {}
+    for word, rest in DOCKERFILE:
+        if word == "FROM":
+            break
+        if word == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name] = value
+    return args
+
+
+def stages() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(image, stage name, instructions) per FROM, with global ARGs substituted in the image."""
+    args = global_args()
+    result: list[tuple[str, str, list[tuple[str, str]]]] = []
+    for word, rest in DOCKERFILE:
+        if word == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m[1] or m[2]], parts[0])
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else ""
+            result.append((image, name, []))
+        elif result:
+            result[-1][2].append((word, rest))
+    return result
+
+
+def final_stage() -> list[tuple[str, str]]:
+    return stages()[-1][2]
+
+
+def exec_form(rest: str) -> list[str]:
+    value = json.loads(rest)
+    assert isinstance(value, list), f"not in exec (JSON array) form: {rest}"
+    return value
+
+
+def test_dockerfile_is_multi_stage_on_pinned_slim_images() -> None:
+    all_stages = stages()
+    assert len(all_stages) == 2
+    names = {name for _, name, _ in all_stages}
+    for image, _, _ in all_stages:
+        assert image not in names, "a stage builds FROM another stage; pin both on the base"
+        repository, sep, tag = image.partition(":")
+        assert sep, f"{image} has no tag"
+        assert tag != "latest"
+        assert re.fullmatch(r"3\.11\.\d+-slim(-\w+)?", tag), f"{image}: pin python:3.11.x-slim"
+        assert repository == "python"
+    assert len({image for image, _, _ in all_stages}) == 1, "builder and runtime bases differ"
+
+
+def test_runtime_stage_copies_only_the_venv() -> None:
+    builder = stages()[0][1]
+    runtime = final_stage()
+    copies = [rest for word, rest in runtime if word in {"COPY", "ADD"}]
+    assert copies == [f"--from={builder} /opt/cartsync /opt/cartsync"]
+    for word, rest in runtime:
+        if word == "RUN":
+            assert not re.search(r"apt-get|pip |gcc|build-essential", rest), rest
+    builder_runs = " ".join(rest for word, rest in stages()[0][2] if word == "RUN")
+    assert "pip wheel" in builder_runs
+    assert "python -m venv /opt/cartsync" in builder_runs
+
+
+def test_runtime_stage_runs_cartsync_serve_as_a_non_root_user() -> None:
+    runtime = final_stage()
+    users = [rest for word, rest in runtime if word == "USER"]
+    assert users, "no USER: the image would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert user == str(UID), "the uid must match runAsUser in k8s/base/deployment.yaml"
+    (entrypoint,) = [rest for word, rest in runtime if word == "ENTRYPOINT"]
+    assert exec_form(entrypoint) == ["cartsync", "serve"]
+    assert not [rest for word, rest in runtime if word == "CMD"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["cartsync"] == "cartsync.cli:main"
+    assert ("WORKDIR", "/app") in runtime
+    assert ("EXPOSE", "8000") in runtime
+
+
+def test_runtime_environment() -> None:
+    env: dict[str, str] = {}
+    for word, rest in final_stage():
+        if word == "ENV":
+            env |= dict(pair.split("=", 1) for pair in rest.split())
+    assert env["PATH"].startswith("/opt/cartsync/bin:")
+    assert env["CARTSYNC_HOST"] == ALL_INTERFACES
+    assert env["CARTSYNC_DATA_DIR"] == "/tmp/cartsync"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert "CARTSYNC_REDIS_URL" not in env, "the Redis URL is given at run time"
+    assert set(env) - {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"} <= setting_names()
+
+
+def healthcheck_command() -> list[str]:
+    (healthcheck,) = [rest for word, rest in final_stage() if word == "HEALTHCHECK"]
+    _, sep, command = healthcheck.partition("CMD ")
+    assert sep, "HEALTHCHECK needs a CMD"
+    argv = exec_form(command)
+    assert argv[0] == "python", "slim images have no curl; the venv's python asks /healthz"
+    assert "/healthz" in argv[2]
+    return argv
+
+
+def run_healthcheck(port: int) -> subprocess.CompletedProcess[bytes]:
+    argv = [sys.executable, *healthcheck_command()[1:]]
+    env = {"PATH": os.environ["PATH"], "CARTSYNC_PORT": str(port)}
+    return subprocess.run(argv, env=env, capture_output=True, timeout=30, check=False)
+
+
+def test_healthcheck_passes_against_a_running_service(service: ServiceProcess) -> None:
+    assert run_healthcheck(service.port).returncode == 0
+
+
+def test_healthcheck_fails_when_nothing_listens() -> None:
+    result = run_healthcheck(free_port())
+    assert result.returncode != 0
+    assert b"Connection refused" in result.stderr
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [ln.strip().rstrip("/") for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def ignored(relative: str, patterns: list[str]) -> bool:
+    """Roughly Docker's matching: a pattern matches a path or any folder above it."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        assert not pattern.startswith("!"), "negations are not modelled here"
+        bare = pattern.removeprefix("**/")
+        for prefix in prefixes:
+            if fnmatch.fnmatchcase(prefix, pattern):
+                return True
+            if pattern.startswith("**/") and fnmatch.fnmatchcase(prefix.split("/")[-1], bare):
+                return True
+    return False
+
+
+def test_every_file_the_dockerfile_copies_exists_and_is_in_the_context() -> None:
+    patterns = dockerignore_patterns()
+    sources: list[str] = []
+    for _, _, body in stages():
+        for word, rest in body:
+            if word in {"COPY", "ADD"} and "--from=" not in rest:
+                args = [a for a in rest.split() if not a.startswith("--")]
+                sources += args[:-1]
+    assert sources
+    for source in sources:
+        path = ROOT / source
+        assert path.exists(), f"COPY {source}: no such file in the repository"
+        assert not ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for file in files:
+            relative = str(file.relative_to(ROOT))
+            if file.suffix in {".py", ".lua", ".typed"}:
+                assert not ignored(relative, patterns), f"{relative}: excluded by .dockerignore"
+
+
+def test_the_builder_gets_every_file_the_wheel_needs() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    copied = " ".join(rest for word, rest in stages()[0][2] if word == "COPY").split()
+    assert "pyproject.toml" in copied
+    assert pyproject["project"]["readme"] in copied
+    for where in pyproject["tool"]["setuptools"]["packages"]["find"]["where"]:
+        assert where in copied
+
+
+def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
+    patterns = dockerignore_patterns()
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".pytest_cache/v",
+        ".mypy_cache/3.11",
+        ".ruff_cache/x",
+        ".hypothesis/examples",
+        "clients/js/node_modules/x.js",
+        "node_modules/x.js",
+        "bench/results/run.json",
+        "service/cartsync/__pycache__/cli.cpython-311.pyc",
+        "service/cartsync.egg-info/PKG-INFO",
+    ):
+        assert ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+
+
+# --- compose.yaml --------------------------------------------------------------------------------
+
+
+COMPOSE: Obj = yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_redis_keeps_its_data_and_never_evicts() -> None:
+    redis = COMPOSE["services"]["redis"]
+    assert redis["image"] == "redis:7.2"
+    command = redis["command"]
+    assert isinstance(command, list)
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert command[0] == "redis-server"
+    assert options["--appendonly"] == "yes"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert redis["healthcheck"]["test"][:2] == ["CMD", "redis-cli"]
+
+
+def test_compose_cartsync_builds_the_image_and_talks_to_its_redis() -> None:
+    cartsync = COMPOSE["services"]["cartsync"]
+    assert cartsync["build"] == "."
+    assert cartsync["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert cartsync["ports"] == ["127.0.0.1:8000:8000"]
+    env = cartsync["environment"]
+    assert env["CARTSYNC_REDIS_URL"] == "redis://redis:6379/0"
+    assert "LOCAL" in env["CARTSYNC_JWT_SECRETS"]
+    assert set(env) <= setting_names()
+    settings = Settings.from_env(env)
+    assert settings.jwt_secrets, "the local secret must be valid, or the container exits 2"
