@@ -160,15 +160,21 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         loop.add_signal_handler(signum, stop)
 
     async with contextlib.AsyncExitStack() as stack:
-        if settings.redis_url is None:
+        if settings.redis_url is None and not settings.redis_sentinels:
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
             settings = replace(settings, redis_url=Secret(url))
             _say(
                 f"using embedded redis-server at {_where(url)}, "
                 f"data in {(settings.data_dir / 'redis').resolve()}"
             )
+        elif settings.redis_sentinels:
+            _say(
+                f"using Redis master {settings.redis_sentinel_master!r} from sentinels "
+                + ", ".join(settings.redis_sentinels)
+            )
         else:
-            _say(f"using Redis at {_where(str(settings.redis_url))}")
+            kind = "Redis Cluster seed" if settings.redis_cluster else "Redis"
+            _say(f"using {kind} at {_where(str(settings.redis_url))}")
         app = create_app(settings)
         apps.append(app)
 

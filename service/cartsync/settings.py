@@ -45,6 +45,11 @@ class Settings:
     """Everything configurable; build it with ``Settings.from_env()``."""
 
     redis_url: Secret | None = None
+    redis_cluster: bool = False
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "cartsync-master"
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 100
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".cartsync")
@@ -92,6 +97,13 @@ class Settings:
             jwks = config("JWT_JWKS_FILE", cast=str, default="")
             settings = cls(
                 redis_url=Secret(url) if url else None,
+                redis_cluster=config("REDIS_CLUSTER", cast=bool, default=False),
+                redis_sentinels=_csv(config("REDIS_SENTINELS", cast=str, default="")),
+                redis_sentinel_master=config(
+                    "REDIS_SENTINEL_MASTER", cast=str, default="cartsync-master"
+                ),
+                redis_wait_replicas=config("REDIS_WAIT_REPLICAS", cast=int, default=0),
+                redis_wait_timeout_ms=config("REDIS_WAIT_TIMEOUT_MS", cast=int, default=100),
                 host=config("HOST", cast=str, default="127.0.0.1"),
                 port=config("PORT", cast=int, default=8000),
                 data_dir=Path(config("DATA_DIR", cast=str, default=".cartsync")),
@@ -164,5 +176,19 @@ class Settings:
                 raise SettingsError(
                     f"{name} must look like '50/second;600/minute', got {spec!r}"
                 ) from exc
+        if self.redis_cluster and self.redis_sentinels:
+            raise SettingsError("set CARTSYNC_REDIS_CLUSTER or CARTSYNC_REDIS_SENTINELS, not both")
+        if self.redis_cluster and self.redis_url is None:
+            raise SettingsError("CARTSYNC_REDIS_CLUSTER needs CARTSYNC_REDIS_URL of a seed node")
+        for entry in self.redis_sentinels:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(
+                    f"CARTSYNC_REDIS_SENTINELS entries are host:port, got {entry!r}"
+                )
+        if self.redis_wait_replicas < 0 or self.redis_wait_timeout_ms < 0:
+            raise SettingsError("CARTSYNC_REDIS_WAIT_* must not be negative")
+        if self.redis_wait_replicas and self.redis_cluster:
+            raise SettingsError("CARTSYNC_REDIS_WAIT_REPLICAS is for standalone or Sentinel Redis")
         if self.port > 65535:
             raise SettingsError("CARTSYNC_PORT must be at most 65535")

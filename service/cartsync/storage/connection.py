@@ -1,27 +1,54 @@
-"""Building the Redis client from settings."""
+"""Building the Redis client from settings: standalone, Sentinel or Cluster."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 
 from cartsync.settings import Settings
 
 
-def connect(settings: Settings) -> Redis:
+def connect(settings: Settings) -> Redis | RedisCluster:
     """A pooled client that fails fast while Redis is away and reconnects by itself.
 
     One retry only: every script call carries an operation id the script deduplicates, so a
     re-sent script is harmless, but a long retry loop would hold requests that should get a 503.
+    With Sentinel, every new connection asks the sentinels where the master is now, so a
+    failover is followed without a restart.
     """
+    timeout = settings.redis_timeout_s
+    connect_timeout = min(settings.redis_timeout_s, 1.0)
+    if settings.redis_sentinels:
+        sentinels = [
+            (host, int(port))
+            for host, _, port in (s.rpartition(":") for s in settings.redis_sentinels)
+        ]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinels,
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": connect_timeout},
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
+        )
+        master: Redis = sentinel.master_for(
+            settings.redis_sentinel_master,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+            health_check_interval=15,
+        )
+        return master
     if settings.redis_url is None:
         raise ValueError("no Redis URL configured")
+    if settings.redis_cluster:
+        return RedisCluster.from_url(
+            str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=connect_timeout
+        )
     return Redis.from_url(
         str(settings.redis_url),
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=min(settings.redis_timeout_s, 1.0),
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         health_check_interval=15,
         max_connections=256,
+        socket_timeout=timeout,
+        socket_connect_timeout=connect_timeout,
     )

@@ -5,6 +5,10 @@ connection without telling anyone). The owner's event log is the record: wheneve
 (re)subscribed or the connection is replaced, every listener of it gets ``RESYNC`` and reads
 the log from the last revision it delivered. A heartbeat through Redis finds a silent
 connection in seconds rather than after TCP keepalive's minute.
+
+On a Redis Cluster the hub uses sharded pub/sub (SSUBSCRIBE): each owner's channel lives on
+the shard that holds the owner's keys, and redis-py moves a subscription when its slot moves;
+the re-subscription confirmation makes the listeners catch up from the log like any other.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Final
 import redis.exceptions as rexc
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from cartsync.storage.keys import OwnerKeys
 
@@ -61,17 +66,49 @@ class Listener:
         return message
 
 
+class _Plain:
+    """Classic pub/sub: one connection, messages from every node (standalone, Sentinel)."""
+
+    subscribe, unsubscribe, publish = "subscribe", "unsubscribe", "publish"
+    subscribed, unsubscribed, message = "subscribe", "unsubscribe", "message"
+
+    @staticmethod
+    async def get(pubsub: PubSub, wait_s: float) -> dict[str, Any] | None:
+        message: dict[str, Any] | None = await pubsub.get_message(timeout=wait_s)
+        return message
+
+
+class _Sharded:
+    """Sharded pub/sub on a Cluster: one connection per shard, polled in turn by redis-py."""
+
+    subscribe, unsubscribe, publish = "ssubscribe", "sunsubscribe", "spublish"
+    subscribed, unsubscribed, message = "ssubscribe", "sunsubscribe", "smessage"
+    POLL_S = 0.005
+    """redis-py waits out the timeout on each shard in turn; keep it short."""
+
+    @staticmethod
+    async def get(pubsub: PubSub, wait_s: float) -> dict[str, Any] | None:
+        assert isinstance(pubsub, ClusterPubSub)
+        message: dict[str, Any] | None = await pubsub.get_sharded_message(timeout=_Sharded.POLL_S)
+        if message is None:
+            await asyncio.sleep(_Sharded.POLL_S)
+        return message
+
+
 class Hub:
     """Owns the pub/sub connection and its reader and heartbeat tasks."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         *,
         heartbeat_s: float = 2.0,
         max_queue: int = 256,
     ) -> None:
         self._redis = redis
+        self._kind: type[_Plain] | type[_Sharded] = (
+            _Sharded if isinstance(redis, RedisCluster) else _Plain
+        )
         self._heartbeat_s = heartbeat_s
         self._max_queue = max_queue
         self._heartbeat_channel = f"cs:hb:{uuid.uuid4().hex}"
@@ -133,7 +170,7 @@ class Hub:
             if self._pubsub is None:
                 return
             try:
-                await getattr(self._pubsub, verb)(channel)
+                await getattr(self._pubsub, getattr(self._kind, verb))(channel)
             except (rexc.ConnectionError, rexc.TimeoutError, OSError):
                 log.warning("pub/sub %s failed; the reader will reconnect", verb)
 
@@ -143,10 +180,18 @@ class Hub:
             pubsub = self._redis.pubsub()
             try:
                 async with self._lock:
-                    await pubsub.subscribe(self._heartbeat_channel, *self._listeners)
+                    subscribe = getattr(pubsub, self._kind.subscribe)
+                    await subscribe(self._heartbeat_channel, *self._listeners)
                     self._pubsub = pubsub
                 await self._read(pubsub)
-            except (rexc.ConnectionError, rexc.TimeoutError, OSError, _Silent) as exc:
+            except (
+                rexc.ConnectionError,
+                rexc.TimeoutError,
+                rexc.RedisClusterException,
+                rexc.ClusterError,
+                OSError,
+                _Silent,
+            ) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
             finally:
                 async with self._lock:
@@ -166,24 +211,24 @@ class Hub:
         loop = asyncio.get_running_loop()
         last_beat = loop.time()
         while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=self._heartbeat_s)
+            message = await self._kind.get(pubsub, self._heartbeat_s)
             now = loop.time()
             if message is not None:
-                kind = message["type"]
+                kind = _text(message["type"])
                 channel = _text(message["channel"])
                 if channel == self._heartbeat_channel:
                     last_beat = now
-                    if kind == "subscribe":
+                    if kind == self._kind.subscribed:
                         self.connected.set()
-                elif kind == "message":
+                elif kind == self._kind.message:
                     for listener in tuple(self._listeners.get(channel, ())):
                         listener.offer(bytes(message["data"]))
-                elif kind == "subscribe":
+                elif kind == self._kind.subscribed:
                     self._active.add(channel)
                     for listener in tuple(self._listeners.get(channel, ())):
                         listener.ready.set()
                         listener.offer(RESYNC)
-                elif kind == "unsubscribe":
+                elif kind == self._kind.unsubscribed:
                     self._active.discard(channel)
             if now - last_beat > 3 * self._heartbeat_s:
                 raise _Silent
@@ -192,7 +237,7 @@ class Hub:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             with contextlib.suppress(rexc.ConnectionError, rexc.TimeoutError, OSError):
-                await self._redis.publish(self._heartbeat_channel, b"")
+                await getattr(self._redis, self._kind.publish)(self._heartbeat_channel, b"")
 
 
 class _Silent(Exception):

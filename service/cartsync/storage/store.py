@@ -146,7 +146,10 @@ class CartStore:
         customer_ttl_s: int,
         publish_command: Literal["PUBLISH", "SPUBLISH", ""] = "PUBLISH",
         observe: Callable[[str, float, bool], None] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
     ) -> None:
+        self._wait = (wait_replicas, wait_timeout_ms)
         self._observe = observe
         self.redis = redis
         self.limits = limits
@@ -183,7 +186,15 @@ class CartStore:
             op_id, ttl_ms = f"k:{caller}:{ctx.idempotency_key}", self._idem_ttl_ms
         else:
             op_id, ttl_ms = "s:" + uuid.uuid4().hex, SERVER_OP_TTL_MS
-        return await self._run(owner, op, payload, ctx, op_id=op_id, op_ttl_ms=ttl_ms)
+        result = await self._run(owner, op, payload, ctx, op_id=op_id, op_ttl_ms=ttl_ms)
+        replicas, timeout_ms = self._wait
+        if replicas and not result.replayed:
+            # Narrows (does not close) the window in which a failover loses an acknowledged
+            # change: answer only once `replicas` replicas have it, or the timeout passed.
+            await self._guarded(
+                lambda: self.redis.execute_command("WAIT", replicas, timeout_ms), call="wait"
+            )
+        return result
 
     async def erase(self, owner: Owner, actor: Actor) -> None:
         """Remove everything held for an owner (right to erasure)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -55,6 +56,9 @@ def create_app(settings: Settings) -> Starlette:
             guest_ttl_s=settings.guest_data_ttl_s,
             customer_ttl_s=settings.customer_data_ttl_s,
             observe=metrics.observe_store,
+            publish_command="SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH",
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
         hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s, max_queue=settings.ws_send_queue)
         app.state.services = Services(
