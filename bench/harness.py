@@ -9,6 +9,8 @@ import json
 import math
 import os
 import platform
+import resource
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import RedisProcess, ServiceProcess
+import httpx
+from tests.support.processes import RedisProcess, ServiceProcess, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPEATS = 3
@@ -125,6 +128,7 @@ class Processes:
         self.notes: list[str] = []
         self._redis: list[RedisProcess] = []
         self._services: list[ServiceProcess] = []
+        self._commands: list[Command] = []
         self._pids: list[tuple[str, int]] = []
 
     def redis(self, name: str = "redis-server") -> RedisProcess:
@@ -141,6 +145,17 @@ class Processes:
         self._adopt(name, server.proc)
         return server
 
+    def command(
+        self, name: str, args: list[str], env: dict[str, str], health_path: str
+    ) -> Command:
+        """Any other server: ``args`` with ``{port}`` filled in, ready once ``health_path``
+        answers 200; its output goes to a log in the work folder."""
+        server = Command(name, args, env, self.workdir / f"{_slug(name)}.log", health_path)
+        self._commands.append(server)
+        server.start()
+        self._adopt(name, server.proc)
+        return server
+
     def _adopt(self, name: str, proc: subprocess.Popen[bytes] | None) -> None:
         assert proc is not None, "start() returned without a process"
         self._pids.append((name, proc.pid))
@@ -149,16 +164,94 @@ class Processes:
     def stop_all(self) -> list[str]:
         """Stop services first (they hold Redis connections), then Redis; report leftovers."""
         failures: list[str] = []
-        for stop in [*(s.stop for s in reversed(self._services)), *(r.stop for r in self._redis)]:
+        stops = [
+            *(c.stop for c in reversed(self._commands)),
+            *(s.stop for s in reversed(self._services)),
+            *(r.stop for r in self._redis),
+        ]
+        for stop in stops:
             try:
                 stop()
             except Exception as exc:  # one process refusing to stop must not spare the others
                 failures.append(repr(exc))
         leftovers = [f"{name} (pid {pid})" for name, pid in self._pids if _alive(pid)]
         leftovers += failures
+        self._commands.clear()
         self._services.clear()
         self._redis.clear()
         return leftovers
+
+
+class Command:
+    """One server process started from a command line on a free loopback port."""
+
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_path: Path, health_path: str
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.args = [a.replace("{port}", str(self.port)) for a in args]
+        self.env = {k: v.replace("{port}", str(self.port)) for k, v in env.items()}
+        self.log_path = log_path
+        self.health_path = health_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + self.health_path, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {self.health_path} within 30 s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of one process, from ``VmRSS`` in /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _alive(pid: int) -> bool:

@@ -74,7 +74,12 @@ class Http1Client:
             self._idle.pop().close()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Response:
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        return await self.request("POST", path, body, headers)
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> Response:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -50,3 +50,49 @@ async def paced(
             group.create_task(send(i))
             started += 1
     return Pace(started=started, span_s=(last - begin) / 1e9, worst_lag_ms=worst_lag_ns / 1e6)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """How a closed-loop run went: each request's time, failures, and the span they took."""
+
+    samples_ns: list[int]
+    errors: int
+    span_s: float
+
+    @property
+    def per_s(self) -> float:
+        return len(self.samples_ns) / self.span_s if self.span_s > 0 else 0.0
+
+
+async def closed(
+    workers: int, max_count: int, max_s: float, send: Callable[[int, int], Coroutine[Any, Any, bool]]
+) -> Closed:
+    """``workers`` loops, each sending ``send(worker, i)`` as soon as its last answer is in.
+
+    Stops after ``max_count`` sends in all or ``max_s`` seconds; ``send`` returns whether the
+    answer was the expected one. Throughput is what completed over the whole span.
+    """
+    samples: list[int] = []
+    errors = 0
+    issued = 0
+    begin = time.perf_counter_ns()
+    deadline = begin + round(max_s * 1e9)
+
+    async def loop(worker: int) -> None:
+        nonlocal errors, issued
+        i = 0
+        while issued < max_count and time.perf_counter_ns() < deadline:
+            issued += 1
+            started = time.perf_counter_ns()
+            ok = await send(worker, i)
+            i += 1
+            if ok:
+                samples.append(time.perf_counter_ns() - started)
+            else:
+                errors += 1
+
+    async with asyncio.TaskGroup() as group:
+        for worker in range(workers):
+            group.create_task(loop(worker))
+    return Closed(samples, errors, (time.perf_counter_ns() - begin) / 1e9)
