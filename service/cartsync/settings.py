@@ -73,6 +73,8 @@ class Settings:
     redis_timeout_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    log_format: str = "json"
+    log_level: str = "INFO"
     ws_origins: tuple[str, ...] = ()
     ws_ping_interval_s: float = 20.0
     ws_auth_timeout_s: float = 5.0
@@ -131,6 +133,8 @@ class Settings:
                 redis_timeout_s=config("REDIS_TIMEOUT_SECONDS", cast=float, default=2.0),
                 trusted_proxies=_csv(config("TRUSTED_PROXIES", cast=str, default="")),
                 cors_origins=_csv(config("CORS_ORIGINS", cast=str, default="")),
+                log_format=config("LOG_FORMAT", cast=str, default="json"),
+                log_level=config("LOG_LEVEL", cast=str, default="INFO"),
                 ws_origins=_csv(config("WS_ORIGINS", cast=str, default="")),
                 ws_ping_interval_s=config("WS_PING_INTERVAL_SECONDS", cast=float, default=20.0),
                 ws_auth_timeout_s=config("WS_AUTH_TIMEOUT_SECONDS", cast=float, default=5.0),
@@ -176,6 +180,10 @@ class Settings:
                 raise SettingsError(
                     f"{name} must look like '50/second;600/minute', got {spec!r}"
                 ) from exc
+        if self.log_format not in ("json", "text"):
+            raise SettingsError("CARTSYNC_LOG_FORMAT must be json or text")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError("CARTSYNC_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         if self.redis_cluster and self.redis_sentinels:
             raise SettingsError("set CARTSYNC_REDIS_CLUSTER or CARTSYNC_REDIS_SENTINELS, not both")
         if self.redis_cluster and self.redis_url is None:

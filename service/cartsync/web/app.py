@@ -20,9 +20,10 @@ from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
-from cartsync.web import errors, live, openapi, routes_account, routes_cart, routes_wishlists
+from cartsync.web import errors, live, logs, openapi, routes_account, routes_cart, routes_wishlists
 from cartsync.web.commands import COMMANDS
 from cartsync.web.endpoints import Endpoint, command_endpoint, json_response, owner_view
+from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
 
@@ -91,7 +92,8 @@ def create_app(settings: Settings) -> Starlette:
     ]
     for prefix, mirrored in (("/v1", False), ("/v1/customers/{customer_id}", True)):
         routes.extend(_owner_routes(prefix, mirrored))
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    logs.configure(settings.log_format, settings.log_level)
+    middleware = [Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, metrics=metrics)]
     if settings.cors_origins:
         # The web shop's own JS calls cartsync from the shop's origin.
         middleware.append(
