@@ -20,7 +20,7 @@ from tests.conftest import Tokens
 from tests.support.processes import TEST_SECRET, ServiceProcess
 
 PREFIXES = ("/v1", "/v1/customers/{customer_id}")
-ID_PARAMS = {"line_id", "wishlist_id", "item_id"}
+ID_PARAMS = {"line_id", "wishlist_id", "item_id", "grant_id"}
 SECRET_MARK = uuid.uuid4().hex[:10]
 """Put into A's skus, names and note: it must never show up in an answer to anyone else."""
 
@@ -43,10 +43,16 @@ class Victim:
     wishlist_id: str
     item_id: str
     default_item_id: str
+    grant_id: str
 
     def param_sets(self, ep: Endpoint) -> list[dict[str, str]]:
         """A's real ids for the route's path parameters (two sets for item routes)."""
-        own = {"line_id": self.line_id, "wishlist_id": self.wishlist_id, "item_id": self.item_id}
+        own = {
+            "line_id": self.line_id,
+            "wishlist_id": self.wishlist_id,
+            "item_id": self.item_id,
+            "grant_id": self.grant_id,
+        }
         sets = [own]
         if "item_id" in params_of(ep):
             sets.append({**own, "wishlist_id": "default", "item_id": self.default_item_id})
@@ -67,15 +73,19 @@ async def a_snapshot(c: httpx.AsyncClient) -> dict[str, bytes]:
 
 
 @pytest.fixture
-async def victim(alice: httpx.AsyncClient, customer_id: str) -> Victim:
+async def victim(alice: httpx.AsyncClient, customer_id: str, tokens: Tokens) -> Victim:
     line = await alice.post("/v1/cart/lines", json={"sku": f"A-{SECRET_MARK}", "qty": 3})
     note = await alice.put("/v1/cart/note", json={"note": f"note {SECRET_MARK}"})
     wl = await alice.post("/v1/wishlists", json={"name": f"list {SECRET_MARK}"})
     wl_id = wl.json()["wishlist"]["id"]
     item = await alice.post(f"/v1/wishlists/{wl_id}/items", json={"sku": f"W-{SECRET_MARK}"})
     default = await alice.post("/v1/wishlists/default/items", json={"sku": f"D-{SECRET_MARK}"})
-    statuses = [r.status_code for r in (line, note, wl, item, default)]
-    assert statuses == [201, 200, 201, 201, 201]
+    code = (await alice.post("/v1/handoffs")).json()["code"]
+    grant = await alice.post(
+        f"/v1/handoffs/{code}/claim", headers=tokens.headers("staff", "emp-a", store="s1")
+    )
+    statuses = [r.status_code for r in (line, note, wl, item, default, grant)]
+    assert statuses == [201, 200, 201, 201, 201, 201]
     token = alice.headers["authorization"].removeprefix("Bearer ")
     return Victim(
         customer_id,
@@ -84,6 +94,7 @@ async def victim(alice: httpx.AsyncClient, customer_id: str) -> Victim:
         wl_id,
         item.json()["item"]["id"],
         default.json()["item"]["id"],
+        grant.json()["grant"]["id"],
     )
 
 
@@ -100,6 +111,7 @@ def valid_body(body_type: type[Any] | None, victim: Victim) -> dict[str, Any] | 
         wire.PatchWishlist: {"name": "stolen"},
         wire.AddWishItem: {"sku": "B-SKU"},
         wire.MoveToCart: {"qty": 1},
+        wire.SetCollection: {"ready": True},
     }
     assert body_type in bodies, f"add an example body for {body_type.__name__}"
     return bodies[body_type]

@@ -73,6 +73,9 @@ class Settings:
     redis_timeout_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    handoff_ttl_s: int = 120
+    grant_ttl_s: int = 3600
+    claim_rate_limit: str = "10/minute"
     log_format: str = "json"
     log_level: str = "INFO"
     ws_origins: tuple[str, ...] = ()
@@ -133,6 +136,9 @@ class Settings:
                 redis_timeout_s=config("REDIS_TIMEOUT_SECONDS", cast=float, default=2.0),
                 trusted_proxies=_csv(config("TRUSTED_PROXIES", cast=str, default="")),
                 cors_origins=_csv(config("CORS_ORIGINS", cast=str, default="")),
+                handoff_ttl_s=config("HANDOFF_TTL_SECONDS", cast=int, default=120),
+                grant_ttl_s=config("GRANT_TTL_SECONDS", cast=int, default=3600),
+                claim_rate_limit=config("CLAIM_RATE_LIMIT", cast=str, default="10/minute"),
                 log_format=config("LOG_FORMAT", cast=str, default="json"),
                 log_level=config("LOG_LEVEL", cast=str, default="INFO"),
                 ws_origins=_csv(config("WS_ORIGINS", cast=str, default="")),
@@ -157,6 +163,8 @@ class Settings:
             "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,
             "CARTSYNC_CUSTOMER_TTL_DAYS": self.customer_data_ttl_s,
             "CARTSYNC_GUEST_TOKEN_TTL_SECONDS": self.guest_token_ttl_s,
+            "CARTSYNC_HANDOFF_TTL_SECONDS": self.handoff_ttl_s,
+            "CARTSYNC_GRANT_TTL_SECONDS": self.grant_ttl_s,
             "CARTSYNC_REDIS_TIMEOUT_SECONDS": self.redis_timeout_s,
             "CARTSYNC_WS_PING_INTERVAL_SECONDS": self.ws_ping_interval_s,
             "CARTSYNC_WS_AUTH_TIMEOUT_SECONDS": self.ws_auth_timeout_s,
@@ -173,6 +181,7 @@ class Settings:
             ("CARTSYNC_RATE_LIMIT", self.rate_limit),
             ("CARTSYNC_SERVICE_RATE_LIMIT", self.service_rate_limit),
             ("CARTSYNC_GUEST_ISSUE_RATE_LIMIT", self.guest_issue_rate_limit),
+            ("CARTSYNC_CLAIM_RATE_LIMIT", self.claim_rate_limit),
         ):
             try:
                 parse_many(spec)

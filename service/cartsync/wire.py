@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from cartsync.domain.consent import Grant
 from cartsync.domain.limits import QTY_CEILING
 from cartsync.domain.model import Cart, Event, Line, WishItem, Wishlist
 
@@ -79,6 +80,10 @@ class AddWishItem(Input):
 
 class MoveToCart(Input):
     qty: Qty = 1
+
+
+class SetCollection(Input):
+    ready: bool
 
 
 # Responses --------------------------------------------------------------------------------
@@ -192,6 +197,25 @@ class Erased(Struct):
     erased: bool
 
 
+class CollectionResult(Struct):
+    rev: int
+    ready: bool
+
+
+class Handoff(Struct):
+    code: str
+    expires_at: str
+    qr_svg: str
+
+
+class GrantResult(Struct):
+    grant: Grant
+
+
+class Grants(Struct):
+    grants: list[Grant]
+
+
 class Health(Struct, omit_defaults=True):
     status: str
     detail: str | None = None
@@ -206,6 +230,7 @@ REQUEST_TYPES: tuple[type[Any], ...] = (
     PatchWishlist,
     AddWishItem,
     MoveToCart,
+    SetCollection,
 )
 
 

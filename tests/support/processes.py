@@ -105,6 +105,7 @@ def service_env(redis_url: str, data_dir: Path, **overrides: str) -> dict[str, s
             "CARTSYNC_JWT_SECRETS": TEST_SECRET,
             "CARTSYNC_RATE_LIMIT": "100000/second",
             "CARTSYNC_GUEST_ISSUE_RATE_LIMIT": "100000/minute",
+            "CARTSYNC_CLAIM_RATE_LIMIT": "100000/minute",
         }
     )
     env.update(overrides)

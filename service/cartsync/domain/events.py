@@ -12,6 +12,9 @@ CART_CLEARED: Final = "cart.cleared"
 CART_NOTE_SET: Final = "cart.note_set"
 CART_CHECKED_OUT: Final = "cart.checked_out"
 CART_MERGED: Final = "cart.merged"
+CART_COLLECTION_SET: Final = "cart.collection_set"
+GRANT_STARTED: Final = "grant.started"
+GRANT_REVOKED: Final = "grant.revoked"
 OWNER_ERASED: Final = "owner.erased"
 """Published (never logged) when an owner's data is erased; its rev is 0 and epoch empty."""
 WISHLIST_CREATED: Final = "wishlist.created"
@@ -32,6 +35,9 @@ ALL: Final = frozenset(
         CART_CHECKED_OUT,
         CART_MERGED,
         OWNER_ERASED,
+        CART_COLLECTION_SET,
+        GRANT_STARTED,
+        GRANT_REVOKED,
         WISHLIST_CREATED,
         WISHLIST_RENAMED,
         WISHLIST_DELETED,

@@ -13,6 +13,7 @@ class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
     role: str
     id: str
     device: str | None = None
+    store: str | None = None
 
 
 class Line(msgspec.Struct, omit_defaults=True):
@@ -35,6 +36,7 @@ class Cart(msgspec.Struct):
     lines: list[Line]
     note: str
     updated_at: str | None
+    ready_for_collection: bool = False
     epoch: str | None = None
     """Changes when the owner's data restarts from nothing; revisions compare within one epoch."""
 

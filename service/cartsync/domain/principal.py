@@ -45,6 +45,12 @@ class Owner:
     def is_guest(self) -> bool:
         return self.kind is Role.GUEST
 
+    @classmethod
+    def parse(cls, owner_id: str) -> Owner:
+        """The inverse of ``id``, for owner ids read back from storage."""
+        prefix, _, subject = owner_id.partition(":")
+        return cls(Role.GUEST if prefix == "g" else Role.CUSTOMER, subject)
+
 
 def valid_subject(subject: str) -> bool:
     return SUBJECT_PATTERN.fullmatch(subject) is not None

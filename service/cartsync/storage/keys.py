@@ -75,6 +75,11 @@ class OwnerKeys:
         """String: a guest's pending or finished merge into a customer."""
         return self._k("merge")
 
+    @property
+    def grants(self) -> str:
+        """Hash: grant id -> grant JSON (staff access the owner consented to)."""
+        return self._k("grants")
+
     def data_keys(self) -> list[str]:
         """The keys a mutation script receives, in the order the scripts expect."""
         return [
@@ -89,4 +94,15 @@ class OwnerKeys:
             self.idempotency_expiry,
             self.channel,
             self.merge_claim,
+            self.grants,
         ]
+
+
+def handoff_key(code: str) -> str:
+    """String: the owner a one-time hand-off code points at, until claimed or expired."""
+    return f"{PREFIX}:{{h:{code}}}:handoff"
+
+
+def grant_key(grant_id: str) -> str:
+    """String: a grant, looked up by id on every staff request; deleting it revokes access."""
+    return f"{PREFIX}:{{gr:{grant_id}}}:grant"

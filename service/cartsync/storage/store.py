@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from cartsync.domain import merge as merging
+from cartsync.domain.consent import Grant, new_code
 from cartsync.domain.limits import Limits
 from cartsync.domain.model import Actor, Cart, Event, Line, WishItem, Wishlist, item_order, line_key
 from cartsync.domain.principal import Owner
@@ -30,7 +31,7 @@ from cartsync.errors import (
     RevisionMismatch,
     StoreUnavailable,
 )
-from cartsync.storage.keys import OwnerKeys
+from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key
 
 AnyRedis = Redis | RedisCluster
 T = TypeVar("T")
@@ -129,6 +130,7 @@ _wishlist_dec = msgspec.json.Decoder(_StoredWishlist)
 _item_dec = msgspec.json.Decoder(WishItem)
 _event_dec = msgspec.json.Decoder(Event)
 _claim_dec = msgspec.json.Decoder(_Claim)
+_grant_dec = msgspec.json.Decoder(Grant)
 
 
 class CartStore:
@@ -347,12 +349,53 @@ class CartStore:
             note=meta.get("note", ""),
             updated_at=meta.get("updated_at"),
             epoch=meta.get("epoch"),
+            ready_for_collection=meta.get("collection") == "1",
         )
         with_lists = args[0] in ("wishlists", "state", "all")
         wishlists = _wishlists(raw_wl, raw_items) if with_lists else []
         events = [bytes(raw) for raw in raw_events]
         log_first = int(meta["log_first"]) if "log_first" in meta else None
         return Snapshot(rev, meta.get("epoch"), cart, wishlists, events, log_first)
+
+    # Consent -----------------------------------------------------------------------------
+
+    async def create_handoff(self, owner: Owner, ttl_s: int) -> str:
+        """A fresh one-time code pointing at ``owner``; never reuses a live code."""
+        for _ in range(10):
+            code = new_code()
+
+            async def reserve(code: str = code) -> bool:
+                return bool(await self.redis.set(handoff_key(code), owner.id, nx=True, ex=ttl_s))
+
+            if await self._guarded(reserve, call="handoff"):
+                return code
+        raise Conflict("could not allocate a hand-off code; retry", code="handoff_busy")
+
+    async def take_handoff(self, code: str) -> str | None:
+        """The owner behind a code, consuming it (GETDEL: a code works once)."""
+        raw = await self._guarded(lambda: self.redis.getdel(handoff_key(code)), call="handoff")
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def put_grant(self, grant: Grant, ttl_s: int) -> None:
+        data = _payload_enc.encode(grant)
+        await self._guarded(
+            lambda: self.redis.set(grant_key(grant.id), data, ex=max(1, int(ttl_s))), call="grant"
+        )
+
+    async def grant(self, grant_id: str) -> Grant | None:
+        raw = await self._guarded(lambda: self.redis.get(grant_key(grant_id)), call="grant")
+        return _grant_dec.decode(raw) if raw is not None else None
+
+    async def drop_grant(self, grant_id: str) -> None:
+        await self._guarded(lambda: self.redis.delete(grant_key(grant_id)), call="grant")
+
+    async def grants(self, owner: Owner) -> list[Grant]:
+        raw = await self._guarded(
+            lambda: self.redis.hvals(OwnerKeys(owner.id).grants), call="grant"
+        )
+        return sorted((_grant_dec.decode(r) for r in raw), key=lambda g: g.created_at)
 
     async def _guarded(self, run: Callable[[], Awaitable[T]], call: str = "other") -> T:
         start = time.perf_counter()

@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
 from cartsync.errors import CartsyncError
@@ -20,9 +20,19 @@ from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
-from cartsync.web import errors, live, logs, openapi, routes_account, routes_cart, routes_wishlists
+from cartsync.web import (
+    errors,
+    live,
+    logs,
+    openapi,
+    pages,
+    routes_account,
+    routes_cart,
+    routes_consent,
+    routes_wishlists,
+)
 from cartsync.web.commands import COMMANDS
-from cartsync.web.endpoints import Endpoint, command_endpoint, json_response, owner_view
+from cartsync.web.endpoints import Endpoint, Mode, command_endpoint, json_response, owner_view
 from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
@@ -32,6 +42,7 @@ ENDPOINTS: list[Endpoint] = [
     *routes_wishlists.ENDPOINTS,
     *(command_endpoint(c) for c in COMMANDS),
     *routes_account.ENDPOINTS,
+    *routes_consent.ENDPOINTS,
 ]
 
 
@@ -89,9 +100,20 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
         WebSocketRoute("/v1/ws", live.websocket_endpoint),
+        Route("/staff", pages.page("staff.html"), methods=["GET"]),
+        Route("/demo", pages.page("demo.html"), methods=["GET"]),
+        Mount("/static", app=pages.static_files(), name="static"),
     ]
-    for prefix, mirrored in (("/v1", False), ("/v1/customers/{customer_id}", True)):
-        routes.extend(_owner_routes(prefix, mirrored))
+    routes.append(
+        Route("/v1/handoffs/{code}/claim", routes_consent.claim_handoff, methods=["POST"])
+    )
+    modes: tuple[tuple[str, Mode], ...] = (
+        ("/v1", "self"),
+        ("/v1/customers/{customer_id}", "customer"),
+        ("/v1/grants/{grant_id}", "grant"),
+    )
+    for prefix, mode in modes:
+        routes.extend(_owner_routes(prefix, mode))
     logs.configure(settings.log_format, settings.log_level)
     middleware = [Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, metrics=metrics)]
     if settings.cors_origins:
@@ -127,11 +149,13 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-def _owner_routes(prefix: str, mirrored: bool) -> list[BaseRoute]:
+def _owner_routes(prefix: str, mode: Mode) -> list[BaseRoute]:
     """One route per path, so a wrong method gets a 405 whose Allow lists every method."""
     by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     for ep in ENDPOINTS:
-        by_path.setdefault(prefix + ep.path, {})[ep.method] = owner_view(ep, mirrored=mirrored)
+        if mode == "grant" and not ep.staff:
+            continue
+        by_path.setdefault(prefix + ep.path, {})[ep.method] = owner_view(ep, mode)
     return [Route(path, _by_method(views), methods=list(views)) for path, views in by_path.items()]
 
 

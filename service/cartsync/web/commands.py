@@ -138,6 +138,16 @@ COMMANDS: tuple[Command, ...] = (
         wire.SetNote,
     ),
     Command(
+        "set_collection",
+        "PUT",
+        "/cart/collection",
+        "collection_set",
+        lambda b, p: {"ready": b.ready},
+        "Mark the cart ready (or not) for click-and-collect",
+        wire.CollectionResult,
+        wire.SetCollection,
+    ),
+    Command(
         "save_for_later",
         "POST",
         "/cart/lines/{line_id}/save-for-later",

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cartsync.domain.consent import utc_now
 from cartsync.domain.model import Actor
-from cartsync.domain.principal import Owner, Principal, customer_data, device_id, own_data
+from cartsync.domain.principal import (
+    Owner,
+    Principal,
+    Role,
+    customer_data,
+    device_id,
+    own_data,
+)
+from cartsync.errors import Forbidden, NotFound
 from cartsync.storage.store import Mutation, WriteContext
 from cartsync.web import inputs
 from cartsync.web.commands import Command, fingerprint
@@ -38,6 +47,7 @@ class Call(Generic[B]):
             role=self.principal.role.value,
             id=self.principal.subject,
             device=device_id(self.request.headers.get("x-device-id")),
+            store=self.principal.store,
         )
 
     def write_context(self) -> WriteContext:
@@ -86,6 +96,8 @@ class Endpoint:
     response: type[Any] | None = None
     status: int = 200
     mutation: bool = False
+    staff: bool = True
+    """Also served to staff at ``/v1/grants/{grant_id}<path>`` (the customer consented)."""
 
 
 def command_endpoint(command: Command) -> Endpoint:
@@ -105,19 +117,35 @@ def command_endpoint(command: Command) -> Endpoint:
         response=command.response,
         status=command.status,
         mutation=True,
+        staff=command.name != "checkout",  # paying is the shop's and the customer's step
     )
 
 
-def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awaitable[Response]]:
+Mode = Literal["self", "customer", "grant"]
+
+
+async def resolve_owner(services: Services, principal: Principal, mode: Mode, params: Any) -> Owner:
+    """Whose data a request reaches: the caller's own, a customer's (service tokens), or the
+    one a grant names (the staff member it was granted to, until it ends)."""
+    if mode == "customer":
+        return customer_data(principal, params["customer_id"])
+    if mode == "grant":
+        if principal.role is not Role.STAFF:
+            raise Forbidden("grants are used with staff tokens")
+        grant = await services.store.grant(params["grant_id"])
+        if grant is None or not grant.allows(principal, utc_now()):
+            raise NotFound("no such grant, or it has ended", code="grant_not_found")
+        return Owner.parse(grant.owner)
+    return own_data(principal)
+
+
+def owner_view(endpoint: Endpoint, mode: Mode) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint: authenticate, resolve the owner, rate limit, decode, handle."""
 
     async def view(request: Request) -> Response:
         services: Services = request.app.state.services
         principal = services.authenticate(request)
-        if mirrored:
-            owner = customer_data(principal, request.path_params["customer_id"])
-        else:
-            owner = own_data(principal)
+        owner = await resolve_owner(services, principal, mode, request.path_params)
         await services.rate_limit(principal)
         device_id(request.headers.get("x-device-id"))  # refuse a bad header on reads too
         body: object = None
@@ -125,7 +153,9 @@ def owner_view(endpoint: Endpoint, *, mirrored: bool) -> Callable[[Request], Awa
             raw = await inputs.read_body(request, services.settings.max_body_bytes)
             request.state.body_read = True
             body = inputs.decode_body(raw, request.headers.get("content-type"), endpoint.body)
-        params = {k: v for k, v in request.path_params.items() if k != "customer_id"}
+        params = {
+            k: v for k, v in request.path_params.items() if k not in ("customer_id", "grant_id")
+        }
         fp = fingerprint(endpoint.method, endpoint.path, params, body) if endpoint.mutation else ""
         return await endpoint.handler(Call(request, services, principal, owner, body, fp))
 

@@ -17,9 +17,16 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cartsync import wire
+from cartsync.domain.consent import Grant, utc_now
 from cartsync.domain.model import Actor
 from cartsync.domain.principal import Owner, Principal, own_data
-from cartsync.errors import CartsyncError, InvalidInput, RevisionMismatch, StoreUnavailable
+from cartsync.errors import (
+    CartsyncError,
+    Forbidden,
+    InvalidInput,
+    RevisionMismatch,
+    StoreUnavailable,
+)
 from cartsync.storage.hub import RESYNC, Listener, Overflow
 from cartsync.storage.store import WriteContext
 from cartsync.web.commands import BY_NAME, fingerprint
@@ -31,6 +38,9 @@ log = logging.getLogger("cartsync.live")
 
 SUBPROTOCOL = "cartsync.v1"
 BEARER_PREFIX = "bearer."
+GRANT_PREFIX = "grant."
+GRANT_ENDED = 4403
+"""Private-use close code: the customer revoked the staff grant, or it expired."""
 
 # Close codes (RFC 6455 and the IANA registry).
 GOING_AWAY = 1001
@@ -42,6 +52,18 @@ TRY_AGAIN_LATER = 1013
 
 _frames = msgspec.json.Decoder(wire.ClientFrame)
 _encoder = msgspec.json.Encoder()
+
+
+class _RevokedData(msgspec.Struct):
+    grant_id: str | None = None
+
+
+class _Revocation(msgspec.Struct):
+    type: str
+    data: _RevokedData
+
+
+_revocation = msgspec.json.Decoder(_Revocation)
 
 
 class _EventHead(msgspec.Struct):
@@ -79,12 +101,22 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
         principal = await _authenticate(websocket, services, token)
-        owner = own_data(principal)
+        grant_id = next(
+            (p[len(GRANT_PREFIX) :] for p in offered if p.startswith(GRANT_PREFIX)), None
+        )
+        grant: Grant | None = None
+        if grant_id is not None:
+            grant = await services.store.grant(grant_id)
+            if grant is None or not grant.allows(principal, utc_now()):
+                raise Close(GRANT_ENDED, "grant ended or not yours")
+            owner = Owner.parse(grant.owner)
+        else:
+            owner = own_data(principal)
         if services.hub.listener_count(owner.id) >= services.settings.ws_max_per_owner:
             raise Close(POLICY_VIOLATION, "too many live connections for this customer")
         services.metrics.sockets.inc()
         try:
-            await Session(websocket, services, principal, owner).run()
+            await Session(websocket, services, principal, owner, grant).run()
         finally:
             services.metrics.sockets.dec()
     except Close as close:
@@ -136,8 +168,14 @@ class Session:
     """One authenticated socket of one owner."""
 
     def __init__(
-        self, websocket: WebSocket, services: Services, principal: Principal, owner: Owner
+        self,
+        websocket: WebSocket,
+        services: Services,
+        principal: Principal,
+        owner: Owner,
+        grant: Grant | None = None,
     ) -> None:
+        self.grant = grant
         self.ws = websocket
         self.services = services
         self.store = services.store
@@ -171,6 +209,7 @@ class Session:
                 asyncio.create_task(self._pump()),
                 asyncio.create_task(self._keepalive()),
                 asyncio.create_task(self._drain()),
+                asyncio.create_task(self._grant_expiry()),
             ]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -211,6 +250,8 @@ class Session:
         command = BY_NAME.get(frame.name)
         try:
             await self.services.rate_limit(self.principal)
+            if command is not None and self.grant is not None and command.name == "checkout":
+                raise Forbidden("checkout is the customer's and the shop's step, not staff's")
             if command is None:
                 raise InvalidInput(f"unknown op {frame.name!r}", code="unknown_op", field="name")
             missing = [p for p in command.params if p not in frame.params]
@@ -228,7 +269,11 @@ class Session:
                         str(exc), code="invalid_field", field=field_of(str(exc))
                     ) from exc
             ctx = WriteContext(
-                actor=Actor(role=self.principal.role.value, id=self.principal.subject),
+                actor=Actor(
+                    role=self.principal.role.value,
+                    id=self.principal.subject,
+                    store=self.principal.store,
+                ),
                 idempotency_key=frame.id,
                 fingerprint=fingerprint(command.method, command.path, params, body),
                 expected_rev=frame.if_match,
@@ -282,6 +327,7 @@ class Session:
             if head.rev <= self.position:
                 continue  # already delivered from the log
             if head.rev == self.position + 1:
+                self._check_grant(frame)
                 await self.send(event_frame(frame))
                 self.services.metrics.events.inc()
                 self.position = head.rev
@@ -310,6 +356,7 @@ class Session:
         for raw in history.raw_events:
             rev = _event_head.decode(raw).rev
             if rev > since:
+                self._check_grant(raw)
                 await self.send(event_frame(raw))
                 self.services.metrics.events.inc()
                 since = rev
@@ -332,6 +379,20 @@ class Session:
             if loop.time() - self.last_heard > 3 * interval:
                 raise Close(GOING_AWAY, "no message or pong from the client; reconnect")
             await self.send(_encoder.encode(wire.ServerPing()))
+
+    async def _grant_expiry(self) -> None:
+        if self.grant is None:
+            await asyncio.Event().wait()  # a customer's own socket has no end of consent
+            return
+        await asyncio.sleep(max(0.0, self.grant.seconds_left(utc_now())))
+        raise Close(GRANT_ENDED, "grant expired")
+
+    def _check_grant(self, raw_event: bytes) -> None:
+        """A staff socket ends the moment the event that revokes its grant comes by."""
+        if self.grant is not None and b"grant.revoked" in raw_event:
+            event = _revocation.decode(raw_event)
+            if event.type == "grant.revoked" and event.data.grant_id == self.grant.id:
+                raise Close(GRANT_ENDED, "grant revoked")
 
     async def _drain(self) -> None:
         await self.services.draining.wait()

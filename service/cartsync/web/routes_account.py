@@ -34,8 +34,22 @@ async def erase(call: Call[None]) -> Response:
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/me/export", export, "Everything held for this owner", response=wire.Export),
-    Endpoint("DELETE", "/me", erase, "Erase everything held for this owner", response=wire.Erased),
+    Endpoint(
+        "GET",
+        "/me/export",
+        export,
+        "Everything held for this owner",
+        response=wire.Export,
+        staff=False,
+    ),
+    Endpoint(
+        "DELETE",
+        "/me",
+        erase,
+        "Erase everything held for this owner",
+        response=wire.Erased,
+        staff=False,
+    ),
 ]
 
 

@@ -96,6 +96,7 @@ ENDPOINTS = [
         "Fold a guest's cart and wishlists into this customer's, then erase the guest's",
         body=wire.MergeCarts,
         response=wire.MergeResult,
+        staff=False,
     ),
     Endpoint(
         "GET",

@@ -38,10 +38,16 @@ class RateLimits:
         self._principal = parse_many(settings.rate_limit)
         self._service = parse_many(settings.service_rate_limit)
         self._guest_issue = parse_many(settings.guest_issue_rate_limit)
+        self._claim = parse_many(settings.claim_rate_limit)
 
     async def principal(self, who: Principal) -> None:
         items = self._service if who.role is Role.SERVICE else self._principal
         await self._hit(items, "p", who.role.value, who.subject)
+
+    async def claim(self, staff: str, store: str) -> None:
+        """Code guessing is bounded per staff member and per store."""
+        await self._hit(self._claim, "claim-staff", staff)
+        await self._hit(self._claim, "claim-store", store)
 
     async def guest_issue(self, client: str) -> None:
         await self._hit(self._guest_issue, "guest", client)

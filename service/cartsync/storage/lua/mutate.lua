@@ -10,6 +10,7 @@
 
 local K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local K_LOG, K_IDEM, K_IDEMX, K_CHAN, K_CLAIM = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local K_GRANTS = KEYS[12]
 
 local op = ARGV[1]
 local op_id = ARGV[2]
@@ -316,7 +317,7 @@ function ops.checkout()
                              note = meta[3] or '', checked_out_at = now})
   local snapshot = string.sub(head, 1, -2) .. ',"lines":' .. json_array(sorted_values(K_LINES)) .. '}'
   redis.call('DEL', K_LINES, K_LIDX)
-  redis.call('HSET', K_META, 'cart_id', fresh_id, 'note', '')
+  redis.call('HSET', K_META, 'cart_id', fresh_id, 'note', '', 'collection', '')
   return {status = 200, type = 'cart.checked_out',
           data = '{"checkout":' .. snapshot .. ',"cart_id":' .. cjson.encode(fresh_id) .. '}',
           body = {{'checkout', snapshot}, {'cart_id', cjson.encode(fresh_id)}}}
@@ -425,6 +426,38 @@ function ops.item_move_to_cart()
   return {status = 200, type = 'wishlist.item_moved_to_cart', data = data, body = {{'line', lj}}}
 end
 
+function ops.collection_set()
+  if p.ready and redis.call('HLEN', K_LINES) == 0 then
+    return nil, err('cart_empty', 'an empty cart cannot be ready for collection', 'ready')
+  end
+  local e = guard()
+  if e then return nil, e end
+  redis.call('HSET', K_META, 'collection', p.ready and '1' or '')
+  local rj = p.ready and 'true' or 'false'
+  return {status = 200, type = 'cart.collection_set', data = '{"ready":' .. rj .. '}',
+          body = {{'ready', rj}}}
+end
+
+-- Consent: staff access to this owner's data, started by a claimed hand-off code.
+function ops.grant_start()
+  local e = guard()
+  if e then return nil, e end
+  local gj = cjson.encode(p.grant)
+  redis.call('HSET', K_GRANTS, p.grant.id, gj)
+  return {status = 201, type = 'grant.started', data = '{"grant":' .. gj .. '}', body = {{'grant', gj}}}
+end
+
+function ops.grant_revoke()
+  if redis.call('HEXISTS', K_GRANTS, p.grant_id) == 0 then
+    return nil, err('grant_not_found', 'no such grant', 'grant_id')
+  end
+  local e = guard()
+  if e then return nil, e end
+  redis.call('HDEL', K_GRANTS, p.grant_id)
+  local idj = cjson.encode(p.grant_id)
+  return {status = 200, type = 'grant.revoked', data = '{"grant_id":' .. idj .. '}', body = {{'removed', idj}}}
+end
+
 -- Replaces the whole cart and wishlists with a merge result computed from a snapshot at rev
 -- `expected`; the caller retries with a fresh snapshot when the revision moved.
 function ops.merge_apply()
@@ -465,10 +498,11 @@ end
 
 -- Entry -------------------------------------------------------------------------------------
 
-local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX}
+local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS}
 
 if op == 'erase' then
-  redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_CLAIM)
+  redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_CLAIM,
+    K_GRANTS)
   if publish ~= '' then
     -- Not logged (the log is gone too): live sockets see a new, empty epoch and resnapshot.
     redis.call(publish, K_CHAN, '{"rev":0,"type":"owner.erased","data":{},"actor":' .. actor_json
@@ -499,7 +533,7 @@ if op == 'merge_finish' then
   if c.merge_id ~= p.merge_id then return err('merge_not_claimed', 'another merge holds this guest') end
   c.state = 'done'
   local done = cjson.encode(c)
-  redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX)
+  redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS)
   redis.call('SET', K_CLAIM, done, 'PX', p.tombstone_ttl_ms)
   return {200, 0, done, 0}
 end

@@ -1,0 +1,34 @@
+"""The pages the service serves itself: the staff tablet and the customer demo."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+# Everything the pages load comes from this service; the websocket goes back to it too.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        return FileResponse(STATIC / name, media_type="text/html", headers=_HEADERS)
+
+    return serve
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC, check_dir=False)
