@@ -191,3 +191,15 @@ async def test_grants_expire_and_claims_are_rate_limited(
         r = await client.post("/v1/handoffs/00000009/claim", headers=staff)
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_erasing_the_customer_ends_staff_access(
+    client: httpx.AsyncClient, tokens: Tokens, customer_id: str
+) -> None:
+    me = tokens.headers("customer", customer_id)
+    staff = tokens.headers("staff", "emp-6", store=STORE)
+    await client.post("/v1/cart/lines", json={"sku": "A-1"}, headers=me)
+    grant = await claim(client, await handoff(client, me), staff)
+    assert (await client.delete("/v1/me", headers=me)).status_code == 200
+    r = await client.get(f"/v1/grants/{grant['id']}/cart", headers=staff)
+    assert r.status_code == 404

@@ -29,7 +29,10 @@ async def export(call: Call[None]) -> Response:
 
 
 async def erase(call: Call[None]) -> Response:
-    await call.services.store.erase(call.owner, call.actor)
+    store = call.services.store
+    for grant in await store.grants(call.owner):
+        await store.drop_grant(grant.id)  # staff access ends with the data
+    await store.erase(call.owner, call.actor)
     return json_response(wire.Erased(erased=True))
 
 
