@@ -27,7 +27,9 @@ def _iso(moment: datetime) -> str:
 
 def _qr_svg(code: str) -> str:
     buffer = io.BytesIO()
-    segno.make(code, error="m").save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
+    segno.make_qr(
+        code, error="m"
+    )  # a full QR: phone cameras do not read Micro QR.save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
     return buffer.getvalue().decode()
 
 

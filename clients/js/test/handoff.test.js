@@ -1,0 +1,111 @@
+// Hand-off to store staff: a customer ("handoff") shows a code, a staff member ("staff", store s1)
+// claims it and works on the customer's cart through the grant, live, until the customer revokes.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { client, nextEvent, skus, until } from "../testkit/env.js";
+
+const phone = client("handoff", { deviceId: "phone" });
+const staff = client("staff", { deviceId: "tablet-s1" });
+let tablet = null;
+let grant = null;
+
+before(async () => {
+  await phone.erase();
+  await phone.addLine({ sku: "TSHIRT-1", qty: 1, attrs: { size: "M" } });
+  await phone.addItem("default", { sku: "MUG-7", title: "Mug" });
+  await phone.connect();
+});
+
+after(() => {
+  phone.close();
+  staff.close();
+  tablet?.close();
+});
+
+test("a hand-off code is 8 digits with a QR code", async () => {
+  const handoff = await phone.createHandoff();
+  assert.match(handoff.code, /^\d{8}$/);
+  assert.match(handoff.qr_svg, /^\s*(<\?xml[^>]*>\s*)?<svg[\s>]/);
+  assert.ok(Date.parse(handoff.expires_at) > Date.now());
+
+  const started = nextEvent(phone, "event", (e) => e.type === "grant.started");
+  const claimed = await staff.claimHandoff(handoff.code);
+  grant = claimed.grant;
+  assert.equal(grant.owner, phone.cart.owner);
+  assert.equal(grant.store, "s1");
+  assert.ok(grant.id);
+  assert.equal((await started).data.grant.id, grant.id);
+
+  const reused = await staff.claimHandoff(handoff.code).catch((e) => e);
+  assert.equal(reused.status, 404);
+  const unknown = await staff.claimHandoff("00000000").catch((e) => e);
+  assert.equal(unknown.status, 404);
+});
+
+test("the owner lists the grant", async () => {
+  const listed = await phone.listGrants();
+  const grants = listed.grants ?? listed;
+  assert.ok(grants.some((g) => g.id === grant.id));
+});
+
+test("staff read and change the customer's cart and wishlists through the grant", async () => {
+  tablet = staff.forGrant(grant.id);
+  assert.equal(tablet.prefix, `/v1/grants/${grant.id}`);
+  const cart = await tablet.getCart();
+  assert.deepEqual(skus(cart), [["TSHIRT-1", 1]]);
+  const { wishlists } = await tablet.listWishlists();
+  assert.deepEqual(
+    wishlists[0].items.map((i) => i.sku),
+    ["MUG-7"],
+  );
+
+  await tablet.connect();
+  assert.deepEqual(skus(tablet.cart), [["TSHIRT-1", 1]]);
+
+  const onPhone = nextEvent(phone, "event", (e) => e.type === "line.added");
+  const added = await tablet.addLine({ sku: "JEANS-2", qty: 1, attrs: { size: "32" } });
+  const event = await onPhone;
+  assert.equal(event.actor.role, "staff");
+  assert.equal(event.actor.store, "s1");
+  assert.equal(event.data.line.id, added.line.id);
+
+  await tablet.patchLine(added.line.id, { qty: 2 });
+  const mug = tablet.wishlists[0].items[0];
+  const moved = await tablet.moveToCart("default", mug.id, 1);
+  await until(() => phone.rev === moved.rev && tablet.rev === moved.rev, `both copies at ${moved.rev}`);
+  assert.deepEqual(skus(phone.cart), skus(tablet.cart));
+  assert.deepEqual(skus(phone.cart), [
+    ["TSHIRT-1", 1],
+    ["JEANS-2", 2],
+    ["MUG-7", 1],
+  ]);
+  const history = await tablet.history({ since: 0 });
+  assert.ok(history.events.some((e) => e.actor.role === "staff"));
+});
+
+test("ready for collection shows on the customer's cart", async () => {
+  const onPhone = nextEvent(phone, "cart", (c) => c.ready_for_collection === true);
+  await tablet.setReadyForCollection(true);
+  await onPhone;
+  assert.equal((await phone.getCart()).ready_for_collection, true);
+  await until(() => tablet.cart.ready_for_collection === true, "the flag on the tablet");
+  await phone.setReadyForCollection(false);
+  await until(() => tablet.cart.ready_for_collection === false, "the owner's change on the tablet");
+});
+
+test("revoking closes the staff socket with 4403 and ends access", async () => {
+  const revoked = nextEvent(tablet, "revoked");
+  const logged = nextEvent(phone, "event", (e) => e.type === "grant.revoked");
+  await phone.revokeGrant(grant.id);
+  const detail = await revoked;
+  assert.equal(detail.code, 4403);
+  assert.equal(detail.reason, "grant revoked");
+  assert.equal((await logged).data.grant_id, grant.id);
+  assert.equal(tablet.cart, null);
+  assert.equal(tablet.connection, "closed");
+  const refused = await tablet.getCart().catch((e) => e);
+  assert.ok([403, 404].includes(refused.status), `status ${refused.status}`);
+  const listed = await phone.listGrants();
+  assert.ok(!(listed.grants ?? listed).some((g) => g.id === grant.id));
+});

@@ -1,0 +1,109 @@
+// The offline queue: changes made while the service process is stopped are kept (in memory and
+// in storage) with their Idempotency-Keys and sent in order once it is back, each applied once.
+// tests/test_js_client.py runs a service of its own for this file at CARTSYNC_RESTARTABLE_URL,
+// and stops and starts that process when asked at CARTSYNC_CONTROL_URL.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+
+import { client, MemoryStorage, nextEvent, until } from "../testkit/env.js";
+
+const CONTROL_URL = process.env.CARTSYNC_CONTROL_URL;
+const RESTARTABLE_URL = process.env.CARTSYNC_RESTARTABLE_URL;
+assert.ok(RESTARTABLE_URL, "CARTSYNC_RESTARTABLE_URL is not set");
+
+async function control(action) {
+  assert.ok(CONTROL_URL, "CARTSYNC_CONTROL_URL is not set");
+  const response = await fetch(`${CONTROL_URL}/${action}`, { method: "POST", signal: AbortSignal.timeout(60_000) });
+  assert.equal(response.status, 200, `${action}: ${await response.text()}`);
+}
+
+const storage = new MemoryStorage();
+const tablet = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "tablet", storage });
+let second = null;
+
+after(async () => {
+  tablet.close();
+  second?.close();
+});
+
+test("changes made while the service is down are replayed in order, once, when it is back", async () => {
+  await tablet.erase();
+  await tablet.connect();
+  const baseline = tablet.rev;
+
+  const offline = nextEvent(tablet, "connection", (c) => c.state === "offline", 30_000);
+  await control("stop");
+  try {
+    await offline;
+
+    const results = [
+      await tablet.addLine({ sku: "OFF-1", qty: 1 }),
+      await tablet.addLine({ sku: "OFF-1", qty: 1 }),
+      await tablet.setNote("first"),
+      await tablet.setNote("second"),
+    ];
+    for (const r of results) {
+      assert.equal(r.queued, true);
+      assert.match(r.idempotencyKey, /^[0-9a-f-]{36}$/);
+    }
+    assert.equal(tablet.pending, 4);
+    assert.deepEqual(
+      tablet.queued.map((op) => op.key),
+      results.map((r) => r.idempotencyKey),
+    );
+
+    // A second copy of the app (a reloaded page) finds the same changes in storage and sends
+    // them too: the keys make every change count once however often it arrives.
+    second = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "tablet", storage });
+    assert.equal(second.pending, 4);
+    assert.deepEqual(
+      second.queued.map((op) => op.key),
+      results.map((r) => r.idempotencyKey),
+    );
+
+    await control("start");
+    const answers = await Promise.all(results.map((r) => r.settled));
+    assert.equal(answers[1].line.qty, 2);
+    assert.equal(answers[3].note, "second");
+  } finally {
+    await control("start").catch(() => {}); // started already, unless a step above failed
+  }
+
+  await until(() => second.pending === 0, "the second copy's queue to drain", 30_000);
+  await until(() => tablet.connection === "open", "the live socket to reconnect", 30_000);
+  await until(() => tablet.rev === baseline + 4, `revision ${baseline + 4} on the live copy`, 30_000);
+  assert.deepEqual(
+    tablet.cart.lines.map((l) => [l.sku, l.qty]),
+    [["OFF-1", 2]],
+  );
+  assert.equal(tablet.cart.note, "second");
+  assert.equal(tablet.pending, 0);
+  assert.equal(storage.length, 0, "the drained queue is removed from storage");
+
+  const history = await tablet.history({ since: baseline });
+  assert.deepEqual(
+    history.events.map((e) => e.type),
+    ["line.added", "line.updated", "cart.note_set", "cart.note_set"],
+  );
+  assert.equal(history.rev, baseline + 4);
+});
+
+test("a queued change the service refuses is dropped from the queue and its promise rejects", async () => {
+  await until(() => tablet.connection === "open", "the live socket", 30_000);
+  await control("stop");
+  let queued;
+  try {
+    await until(() => tablet.connection === "offline", "the socket to notice", 30_000);
+    queued = await tablet.removeLine("L999");
+    assert.equal(queued.queued, true);
+    const after = await tablet.addLine({ sku: "OFF-2" });
+    assert.equal(after.queued, true);
+    await control("start");
+    await assert.rejects(queued.settled, (e) => e.code === "line_not_found");
+    const added = await after.settled;
+    assert.equal(added.line.sku, "OFF-2");
+  } finally {
+    await control("start").catch(() => {});
+  }
+  assert.equal(tablet.pending, 0);
+});

@@ -1,0 +1,219 @@
+// "The phone": a customer (or a guest) fills a cart, shows a hand-off code to store staff, sees
+// who has access, and revokes it.
+import { CartsyncClient } from "/static/cartsync.js";
+import { $, attrsText, claimsOf, describeError, el, flash, formatTime, say, showConnection, touchedIds } from "/static/ui.js";
+
+const TOKEN_KEY = "cartsync.demo.token";
+const DEVICE_ID = "phone";
+
+let client = null;
+const toFlash = new Set();
+const message = $("#message");
+const badge = $("#connection");
+
+// Signing in ------------------------------------------------------------------------------------
+
+async function signIn(token) {
+  const claims = claimsOf(token);
+  if (claims && !["customer", "guest"].includes(claims.role)) {
+    say(message, `This is a ${claims.role} token; sign in with a customer token or try as a guest.`, "error");
+    return;
+  }
+  client = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  sessionStorage.setItem(TOKEN_KEY, token);
+  showConnection(badge, client);
+  client.addEventListener("event", (e) => {
+    for (const id of touchedIds(e.detail)) toFlash.add(id);
+    if (e.detail.type === "cart.collection_set") toFlash.add("collection");
+    queueMicrotask(() => toFlash.clear());
+    if (e.detail.type.startsWith("grant.")) refreshGrants();
+    if (e.detail.type === "grant.started") $("#handoff").hidden = true; // the code is used up
+  });
+  client.addEventListener("cart", (e) => e.detail && renderCart(e.detail));
+  client.addEventListener("wishlists", (e) => e.detail && renderWishlist(e.detail));
+  client.addEventListener("connection", (e) => {
+    if (e.detail.state === "closed" && e.detail.error) say(message, describeError(e.detail.error), "error");
+  });
+  $("#who").textContent = claims ? `${claims.role === "guest" ? "guest" : claims.sub}` : "?";
+  $("#signin").hidden = true;
+  $("#shop").hidden = false;
+  try {
+    await client.connect();
+    say(message, "");
+    await refreshGrants();
+  } catch (error) {
+    say(message, describeError(error), "error");
+  }
+}
+
+function signOut() {
+  client?.close();
+  client = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("#cart").replaceChildren();
+  $("#wishlist").replaceChildren();
+  $("#grants").replaceChildren();
+  $("#handoff").hidden = true;
+  $("#token").value = "";
+  showConnection(badge, null);
+  $("#shop").hidden = true;
+  $("#signin").hidden = false;
+}
+
+$("#signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("#token").value.trim();
+  if (token) signIn(token);
+  else say(message, "Paste a customer token, or try as a guest.", "error");
+});
+
+$("#guest-button").addEventListener("click", async () => {
+  try {
+    const guest = await CartsyncClient.createGuest();
+    await signIn(guest.token);
+  } catch (error) {
+    say(message, describeError(error), "error");
+  }
+});
+
+$("#signout-button").addEventListener("click", signOut);
+
+// The cart and the wishlist ---------------------------------------------------------------------
+
+async function change(action) {
+  if (!client) return;
+  try {
+    const result = await action(client);
+    if (result?.queued) {
+      say(message, "Offline: the change is kept and will be sent when the connection is back.");
+      result.settled.then(
+        () => say(message, ""),
+        (error) => say(message, describeError(error), "error"),
+      );
+    } else {
+      say(message, "");
+    }
+  } catch (error) {
+    say(message, describeError(error), "error");
+  }
+}
+
+function describeLine(thing) {
+  return el(
+    "span",
+    { class: "what" },
+    el("span", { class: "sku" }, thing.title ?? thing.sku),
+    el("span", { class: "muted" }, [thing.title ? thing.sku : null, attrsText(thing.attrs)].filter(Boolean).join(" · ")),
+  );
+}
+
+function renderCart(cart) {
+  const list = $("#cart");
+  const rows = cart.lines.map((line) =>
+    el(
+      "li",
+      { dataset: { id: line.id, sku: line.sku } },
+      describeLine(line),
+      el(
+        "span",
+        { class: "qty" },
+        el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
+        el("output", { "aria-label": "quantity" }, String(line.qty)),
+        el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
+      ),
+      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
+    ),
+  );
+  list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Your cart is empty")]));
+  const ready = $("#collection-state");
+  ready.hidden = !cart.ready_for_collection;
+  $("#cart-rev").textContent = `revision ${cart.rev}`;
+  for (const id of toFlash) flash(id === "collection" ? ready : list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
+}
+
+function renderWishlist(wishlists) {
+  const wishlist = wishlists.find((w) => w.id === "default") ?? { items: [] };
+  const list = $("#wishlist");
+  const rows = wishlist.items.map((item) =>
+    el(
+      "li",
+      { dataset: { id: item.id, sku: item.sku } },
+      describeLine(item),
+      el("button", { type: "button", onclick: () => change((c) => c.moveToCart("default", item.id, 1)) }, "Move to cart"),
+      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeItem("default", item.id)) }, "Remove"),
+    ),
+  );
+  list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nothing on your wishlist")]));
+  for (const id of toFlash) flash(list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
+}
+
+function formValues() {
+  const sku = $("#add-sku").value.trim();
+  const qty = Number($("#add-qty").value) || 1;
+  const size = $("#add-size").value.trim();
+  return { sku, qty, attrs: size ? { size } : {} };
+}
+
+$("#add-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const { sku, qty, attrs } = formValues();
+  if (sku) change((c) => c.addLine({ sku, qty, attrs }));
+});
+
+$("#wish-button").addEventListener("click", () => {
+  const { sku, attrs } = formValues();
+  if (sku) change((c) => c.addItem("default", { sku, attrs }));
+});
+
+// Hand-off and grants ----------------------------------------------------------------------------
+
+$("#handoff-button").addEventListener("click", async () => {
+  try {
+    const handoff = await client.createHandoff();
+    const code = $("#handoff-code");
+    code.dataset.code = handoff.code;
+    code.textContent = `${handoff.code.slice(0, 4)} ${handoff.code.slice(4)}`;
+    // As an image, the SVG is only drawn: nothing in it can run in this page.
+    $("#handoff-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(handoff.qr_svg)}`;
+    $("#handoff-expires").textContent = formatTime(handoff.expires_at);
+    $("#handoff").hidden = false;
+    say(message, "");
+  } catch (error) {
+    say(message, describeError(error), "error");
+  }
+});
+
+async function refreshGrants() {
+  if (!client) return;
+  let grants;
+  try {
+    grants = (await client.listGrants()).grants;
+  } catch (error) {
+    say(message, describeError(error), "error");
+    return;
+  }
+  const rows = grants.map((g) =>
+    el(
+      "li",
+      { dataset: { id: g.id } },
+      el("span", { class: "what" }, el("span", { class: "sku" }, `${g.staff} · store ${g.store}`), el("span", { class: "muted" }, `until ${formatTime(g.expires_at)}`)),
+      el("button", { type: "button", class: "danger", onclick: () => revoke(g.id) }, "Revoke"),
+    ),
+  );
+  $("#grants").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nobody but you")]));
+}
+
+async function revoke(grantId) {
+  try {
+    await client.revokeGrant(grantId);
+  } catch (error) {
+    if (error.status !== 404) say(message, describeError(error), "error"); // 404: ended already
+  }
+  await refreshGrants();
+}
+
+// Start ---------------------------------------------------------------------------------------
+
+showConnection(badge, null);
+const remembered = sessionStorage.getItem(TOKEN_KEY);
+if (remembered) signIn(remembered);

@@ -1,0 +1,255 @@
+// The store tablet: a staff member signs in, types the customer's code, and works on that
+// customer's cart and wishlists live until the customer ends the access.
+import { CartsyncClient } from "/static/cartsync.js";
+import { $, attrsText, claimsOf, describeError, el, flash, formatTime, say, showConnection, touchedIds } from "/static/ui.js";
+
+const TOKEN_KEY = "cartsync.staff.token";
+const DEVICE_ID = "staff-tablet";
+
+let staff = null; // the staff member's own client: claims codes
+let tablet = null; // the client of one grant: the customer's data
+let grant = null;
+const toFlash = new Set(); // ids the change being shown touched
+
+const message = $("#message");
+const badge = $("#connection");
+
+function show(section) {
+  for (const id of ["signin", "claim", "ended", "customer"]) $(`#${id}`).hidden = id !== section;
+}
+
+// Signing in ------------------------------------------------------------------------------------
+
+function signIn(token) {
+  const claims = claimsOf(token);
+  if (claims && claims.role !== "staff") {
+    say(message, `This is a ${claims.role} token; the tablet needs a staff token.`, "error");
+    return;
+  }
+  staff = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  sessionStorage.setItem(TOKEN_KEY, token); // this tab only; never in the URL
+  $("#staff-name").textContent = claims?.sub ?? "staff";
+  $("#staff-store").textContent = claims?.store ?? "?";
+  say(message, "");
+  show("claim");
+  $("#code").focus();
+}
+
+function signOut() {
+  endAccess(null);
+  staff = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("#staff-token").value = "";
+  show("signin");
+}
+
+$("#signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("#staff-token").value.trim();
+  if (token) signIn(token);
+});
+
+$("#signout-button").addEventListener("click", signOut);
+
+// Claiming a code -------------------------------------------------------------------------------
+
+$("#claim-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $("#code");
+  const code = input.value.replace(/\D/g, "");
+  if (code.length !== 8) {
+    say(message, "The code has 8 digits.", "error");
+    return;
+  }
+  const button = $("#claim-button");
+  button.disabled = true;
+  try {
+    const claimed = await staff.claimHandoff(code);
+    input.value = "";
+    say(message, "");
+    await openGrant(claimed.grant);
+  } catch (error) {
+    say(message, claimError(error), "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function claimError(error) {
+  if (error.status === 404) return "That code is unknown, was used already or has expired. Ask the customer for a new one.";
+  if (error.status === 403) return "This token cannot open carts: it needs to be a staff token of a store.";
+  return describeError(error);
+}
+
+async function openGrant(newGrant) {
+  grant = newGrant;
+  tablet = staff.forGrant(grant.id, { deviceId: DEVICE_ID });
+  showConnection(badge, tablet);
+  tablet.addEventListener("event", (e) => {
+    for (const id of touchedIds(e.detail)) toFlash.add(id);
+    if (e.detail.type === "cart.collection_set") toFlash.add("collection");
+    if (e.detail.type === "cart.note_set") toFlash.add("note");
+    // The cart and wishlists events of this change follow at once; they flash what it touched.
+    queueMicrotask(() => toFlash.clear());
+  });
+  tablet.addEventListener("cart", (e) => e.detail && renderCart(e.detail));
+  tablet.addEventListener("wishlists", (e) => e.detail && renderWishlists(e.detail));
+  tablet.addEventListener("revoked", (e) => endAccess(e.detail.reason));
+  tablet.addEventListener("connection", (e) => {
+    if (e.detail.state === "closed" && e.detail.error) say(message, describeError(e.detail.error), "error");
+  });
+  $("#customer-name").textContent = grant.owner.replace(/^[cg]:/, "");
+  $("#grant-expires").textContent = formatTime(grant.expires_at);
+  $("#cart").replaceChildren();
+  $("#wishlists").replaceChildren();
+  show("customer");
+  try {
+    await tablet.connect();
+  } catch (error) {
+    if (tablet) say(message, describeError(error), "error");
+  }
+}
+
+/** Access is over: revoked or expired (`reason`), or the staff member closed the cart (null). */
+function endAccess(reason) {
+  tablet?.close();
+  tablet = null;
+  grant = null;
+  toFlash.clear();
+  $("#cart").replaceChildren();
+  $("#wishlists").replaceChildren();
+  $("#cart-note").hidden = true;
+  showConnection(badge, null);
+  if (reason === null) {
+    show(staff ? "claim" : "signin");
+    return;
+  }
+  $("#ended-text").textContent = reason === "grant expired" ? "Access ended: the time is up" : "Access ended by the customer";
+  show("ended");
+}
+
+$("#ended-button").addEventListener("click", () => {
+  show("claim");
+  $("#code").focus();
+});
+
+$("#done-button").addEventListener("click", () => endAccess(null));
+
+// The customer's data -----------------------------------------------------------------------
+
+/** Run a change; say so when it was kept offline or refused. */
+async function change(action) {
+  if (!tablet) return;
+  try {
+    const result = await action(tablet);
+    if (result?.queued) {
+      say(message, "Offline: the change is kept and will be sent when the connection is back.");
+      result.settled.then(
+        () => say(message, ""),
+        (error) => say(message, describeError(error), "error"),
+      );
+    } else {
+      say(message, "");
+    }
+  } catch (error) {
+    say(message, describeError(error), "error");
+  }
+}
+
+function renderCart(cart) {
+  const list = $("#cart");
+  const rows = cart.lines.map((line) =>
+    el(
+      "li",
+      { dataset: { id: line.id, sku: line.sku } },
+      el("span", { class: "what" }, el("span", { class: "sku" }, line.title ?? line.sku), el("span", { class: "muted" }, [line.title ? line.sku : null, attrsText(line.attrs)].filter(Boolean).join(" · "))),
+      el(
+        "span",
+        { class: "qty" },
+        el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
+        el("output", { "aria-label": "quantity" }, String(line.qty)),
+        el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
+      ),
+      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
+    ),
+  );
+  list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "The cart is empty")]));
+
+  const note = $("#cart-note");
+  note.hidden = !cart.note;
+  note.textContent = cart.note ? `Note: ${cart.note}` : "";
+
+  const ready = Boolean(cart.ready_for_collection);
+  const state = $("#collection-state");
+  state.textContent = ready ? "Ready for collection" : "Not ready for collection";
+  state.classList.toggle("ready", ready);
+  const button = $("#ready-button");
+  button.textContent = ready ? "Not ready after all" : "Ready for collection";
+  button.classList.toggle("ready", !ready);
+  button.classList.toggle("secondary", ready);
+  $("#cart-rev").textContent = `revision ${cart.rev}`;
+
+  for (const id of toFlash) {
+    if (id === "collection") flash(state);
+    else if (id === "note") flash(note);
+    else flash(list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
+  }
+}
+
+function renderWishlists(wishlists) {
+  const box = $("#wishlists");
+  const blocks = wishlists.map((w) =>
+    el(
+      "div",
+      { class: "stack", dataset: { id: w.id } },
+      el("h3", {}, w.name === "default" ? "Wishlist" : w.name === "saved" ? "Saved for later" : w.name),
+      el(
+        "ul",
+        { class: "items" },
+        w.items.length
+          ? w.items.map((item) =>
+              el(
+                "li",
+                { dataset: { id: item.id, sku: item.sku } },
+                el("span", { class: "what" }, el("span", { class: "sku" }, item.title ?? item.sku), el("span", { class: "muted" }, [item.title ? item.sku : null, attrsText(item.attrs), item.note].filter(Boolean).join(" · "))),
+                el("button", { type: "button", onclick: () => change((c) => c.moveToCart(w.id, item.id, 1)) }, "Move to cart"),
+              ),
+            )
+          : el("li", { class: "empty" }, "Nothing here"),
+      ),
+    ),
+  );
+  box.replaceChildren(...blocks);
+  for (const id of toFlash) flash(box.querySelector(`li[data-id="${CSS.escape(id)}"]`));
+}
+
+$("#add-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const sku = $("#add-sku").value.trim();
+  const qty = Number($("#add-qty").value) || 1;
+  const size = $("#add-size").value.trim();
+  if (!sku) return;
+  change(async (c) => {
+    const result = await c.addLine({ sku, qty, attrs: size ? { size } : {} });
+    $("#add-sku").value = "";
+    $("#add-qty").value = "1";
+    $("#add-size").value = "";
+    return result;
+  });
+});
+
+$("#ready-button").addEventListener("click", () => {
+  const ready = !tablet?.cart?.ready_for_collection;
+  change((c) => c.setReadyForCollection(ready));
+});
+
+// Start ---------------------------------------------------------------------------------------
+
+showConnection(badge, null);
+const remembered = sessionStorage.getItem(TOKEN_KEY);
+if (remembered) {
+  $("#staff-token").value = remembered;
+  signIn(remembered);
+} else {
+  show("signin");
+}

@@ -1,0 +1,138 @@
+"""The JS client (clients/js) runs its own suite, ``node --test``, against real cartsync processes.
+
+The suite gets tokens minted here, a service to use, one with a low rate limit, and one it may
+stop and start (through a small HTTP control endpoint on loopback) to test its offline queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.browser import node
+from tests.conftest import Tokens
+from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
+
+JS_DIR = ROOT / "clients" / "js"
+STATIC_DIR = ROOT / "service" / "cartsync" / "web" / "static"
+NODE_SUITE_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="session")
+def js_packages() -> Path:
+    node.npm_ci(JS_DIR)
+    return JS_DIR
+
+
+def test_the_served_module_is_the_client_source() -> None:
+    source = (JS_DIR / "src" / "cartsync.js").read_bytes()
+    served = (STATIC_DIR / "cartsync.js").read_bytes()
+    assert served == source, "copy clients/js/src/cartsync.js to service/cartsync/web/static/"
+
+
+def test_the_package_has_no_runtime_dependencies() -> None:
+    package = json.loads((JS_DIR / "package.json").read_text())
+    assert package["type"] == "module"
+    assert "dependencies" not in package
+    assert (JS_DIR / package["types"]).is_file()
+
+
+@contextmanager
+def running(env: dict[str, str]) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(env).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def control_endpoint(service: ServiceProcess) -> Iterator[str]:
+    """``POST /stop`` and ``POST /start`` on a loopback port stop and start ``service``."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            try:
+                with lock:
+                    if self.path == "/stop":
+                        service.stop()
+                    elif self.path == "/start":
+                        if service.proc is None:
+                            service.start()
+                    else:
+                        self._answer(404, "POST /stop or /start")
+                        return
+                self._answer(200, "ok")
+            except Exception as exc:  # the JS test shows it; the thread must not die with it
+                self._answer(500, repr(exc))
+
+        def _answer(self, status: int, text: str) -> None:
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="js-control", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def suite_tokens(tokens: Tokens) -> dict[str, str]:
+    """One customer per JS test file, second devices of some, and a staff member of store s1."""
+    ids = {name: f"js-{name}-{uuid.uuid4().hex[:8]}" for name in ("rest", "live", "off", "hand")}
+    return {
+        "rest": tokens.token("customer", ids["rest"]),
+        "live": tokens.token("customer", ids["live"]),
+        "live-2": tokens.token("customer", ids["live"]),
+        "offline": tokens.token("customer", ids["off"]),
+        "handoff": tokens.token("customer", ids["hand"]),
+        "staff": tokens.token("staff", f"staff-{uuid.uuid4().hex[:8]}", store="s1"),
+    }
+
+
+@pytest.mark.timeout(NODE_SUITE_TIMEOUT_S + 120)
+def test_js_client_suite(
+    js_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    def env_for(name: str, **overrides: str) -> dict[str, str]:
+        return service_env(redis_server.url, tmp_path / name, **overrides)
+
+    with (
+        running(env_for("main")) as main,
+        running(env_for("limited", CARTSYNC_RATE_LIMIT="5/second")) as limited,
+        running(env_for("restartable")) as restartable,
+        control_endpoint(restartable) as control_url,
+    ):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")},
+            "CARTSYNC_URL": main.url,
+            "CARTSYNC_TOKENS": json.dumps(suite_tokens(tokens)),
+            "CARTSYNC_LIMITED_URL": limited.url,
+            "CARTSYNC_RESTARTABLE_URL": restartable.url,
+            "CARTSYNC_CONTROL_URL": control_url,
+        }
+        code, output = node.run(
+            ["--test", "clients/js/test/"], cwd=ROOT, env=env, timeout_s=NODE_SUITE_TIMEOUT_S
+        )
+        logs = {s.url: s.log()[-3000:] for s in (main, limited, restartable)}
+    assert code == 0, f"node --test exited {code}:\n{output}\n\nservice logs (tails): {logs}"
