@@ -27,9 +27,8 @@ def _iso(moment: datetime) -> str:
 
 def _qr_svg(code: str) -> str:
     buffer = io.BytesIO()
-    segno.make_qr(
-        code, error="m"
-    )  # a full QR: phone cameras do not read Micro QR.save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
+    # A full QR: phone cameras do not read the Micro QR segno picks for 8 digits.
+    segno.make_qr(code, error="m").save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
     return buffer.getvalue().decode()
 
 
