@@ -33,7 +33,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench all
 
-## bench-quick: smaller counts, under a minute
+## bench-quick: smaller counts, about 3 minutes
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench all --quick
 

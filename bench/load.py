@@ -66,7 +66,10 @@ class Closed:
 
 
 async def closed(
-    workers: int, max_count: int, max_s: float, send: Callable[[int, int], Coroutine[Any, Any, bool]]
+    workers: int,
+    max_count: int,
+    max_s: float,
+    send: Callable[[int, int], Coroutine[Any, Any, bool]],
 ) -> Closed:
     """``workers`` loops, each sending ``send(worker, i)`` as soon as its last answer is in.
 

@@ -25,6 +25,7 @@ from tests.support.processes import TEST_SECRET, service_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from bench import sio
 from bench.harness import REPEATS, Cores, Report, processes
 from bench.http1 import Http1Client, ProtocolError
 from bench.load import Pace, paced
@@ -40,6 +41,8 @@ DRAIN_S = 5.0
 """After the last send returned, the longest wait for receipts still on their way."""
 IO_TIMEOUT_S = 10.0
 """Longest wait for one handshake, hello or warm-up frame."""
+OPENING = 32
+"""Websockets being opened at once."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,30 @@ class Plan:
     repeats: int
     warmup: int
 
+    ramp_s: float = 3.0
+    """Seconds of sends per run at each ramp rate."""
+    many: int = 1000
+    """Customers in the many-customer run."""
+    many_s: float = 10.0
+
 
 FULL = Plan(name="full", rates=(50, 200), count=400, max_s=20.0, repeats=REPEATS, warmup=100)
-QUICK = Plan(name="quick", rates=(50, 200), count=100, max_s=5.0, repeats=REPEATS, warmup=40)
+QUICK = Plan(
+    name="quick",
+    rates=(50, 200),
+    count=100,
+    max_s=5.0,
+    repeats=REPEATS,
+    warmup=40,
+    ramp_s=0.5,
+    many=200,
+    many_s=2.0,
+)
+RAMP = (200, 300, 450, 700, 1000)
+"""Rising paced rates; the ramp stops after the first whose median p99 passes RAMP_P99_MS."""
+RAMP_P99_MS = 50.0
+MANY_RATE = 0.2
+"""Writes per second per customer in the many-customer run."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +168,33 @@ async def _open_socket(
     return ws
 
 
+async def _open_many(
+    stack: contextlib.AsyncExitStack, ws_url: str, tokens: Tokens, customers: list[str]
+) -> list[ClientConnection]:
+    """One synced socket per customer, ``OPENING`` handshakes at a time, in customer order."""
+    gate = asyncio.Semaphore(OPENING)
+    sockets: dict[str, ClientConnection] = {}
+
+    async def open_one(customer: str) -> None:
+        async with gate:
+            sockets[customer] = await _open_socket(stack, ws_url, tokens.customer(customer))
+
+    async with asyncio.TaskGroup() as group:
+        for customer in customers:
+            group.create_task(open_one(customer))
+    return [sockets[c] for c in customers]
+
+
 async def cartsync_run(
-    a_url: str, b_ws_url: str, tokens: Tokens, rate: int, count: int, max_s: float
+    a_url: str,
+    b_ws_url: str,
+    tokens: Tokens,
+    rate: int,
+    count: int,
+    max_s: float,
+    customer_count: int = CUSTOMERS,
 ) -> Run:
-    customers = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(CUSTOMERS)]
+    customers = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(customer_count)]
     headers = {
         c: {"Authorization": f"Bearer {tokens.customer(c)}", "Content-Type": "application/json"}
         for c in customers
@@ -174,7 +221,7 @@ async def cartsync_run(
         raise ValueError(f"instance A's URL needs a host and a port: {a_url}")
     http = Http1Client(a.hostname, a.port, max_connections=64, timeout_s=IO_TIMEOUT_S)
     async with http, contextlib.AsyncExitStack() as stack:
-        sockets = [await _open_socket(stack, b_ws_url, tokens.customer(c)) for c in customers]
+        sockets = await _open_many(stack, b_ws_url, tokens, customers)
 
         async def post(customer: str, body: bytes) -> int | None:
             """The revision the 201 reports, or None for any other answer."""
@@ -206,12 +253,17 @@ async def cartsync_run(
             try:
                 # One unmeasured line per customer: connections open, sockets past their sync.
                 warm: list[Key] = []
-                for c in customers:
+
+                async def warm_up(c: str) -> None:
                     rev = await post(c, b'{"sku":"warm-up"}')
                     if rev is None:
                         raise RuntimeError("the warm-up POST was refused")
                     warm.append((c, rev))
                     ledger.on_sent((c, rev), time.perf_counter_ns())
+
+                async with asyncio.TaskGroup() as warming:
+                    for c in customers:
+                        warming.create_task(warm_up(c))
                 await ledger.settle(IO_TIMEOUT_S)
                 if not ledger.has(warm):
                     raise RuntimeError("warm-up events did not arrive on instance B")
@@ -224,6 +276,59 @@ async def cartsync_run(
     if unexpected:
         raise RuntimeError(f"frames other than events arrived: {unexpected}")
     return Run(ledger.latency(), pace, errors, post=Latency.of(answered))
+
+
+# The Socket.IO peer: POST on instance 1 → emit through the Redis adapter → instance 2 ------
+
+
+async def socketio_run(one_url: str, two_url: str, rate: int, count: int, max_s: float) -> Run:
+    rooms = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(CUSTOMERS)]
+    ledger = Ledger()
+    errors = 0
+    one = urlsplit(one_url)
+    assert one.hostname is not None
+    assert one.port is not None
+    http = Http1Client(one.hostname, one.port, max_connections=64, timeout_s=IO_TIMEOUT_S)
+    headers = {"Content-Type": "application/json"}
+
+    async def read(room: str, ws: ClientConnection) -> None:
+        for _ in range(count + 1000):
+            payload = await sio.next_event(ws)
+            ledger.on_received((room, int(payload["seq"])), time.perf_counter_ns())
+
+    async def emit(room: str, seq: int) -> bool:
+        body = b'{"sku":"sku-%d","seq":%d}' % (seq, seq)
+        try:
+            response = await http.post(f"/rooms/{room}/events", body, headers)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError):
+            return False
+        return response.status == 201
+
+    async def send(i: int) -> None:
+        nonlocal errors
+        room = rooms[i % len(rooms)]
+        ledger.on_sent((room, i), time.perf_counter_ns())
+        if not await emit(room, i):
+            errors += 1
+            ledger.forget((room, i))
+
+    async with http, contextlib.AsyncExitStack() as stack:
+        sockets = [await sio.open_socket(stack, sio.ws_url(two_url), r) for r in rooms]
+        async with asyncio.TaskGroup() as group:
+            readers = [group.create_task(read(r, ws)) for r, ws in zip(rooms, sockets, strict=True)]
+            try:
+                for n, room in enumerate(rooms):  # unmeasured, as cartsync's warm-up
+                    ledger.on_sent((room, -1 - n), time.perf_counter_ns())
+                    if not await emit(room, -1 - n):
+                        raise RuntimeError("the warm-up emit was refused")
+                await ledger.settle(IO_TIMEOUT_S)
+                ledger.clear()
+                pace = await paced(rate, count, max_s, send)
+                await ledger.settle(DRAIN_S)
+            finally:
+                for reader in readers:
+                    reader.cancel()
+    return Run(ledger.latency(), pace, errors)
 
 
 # The whole measurement ---------------------------------------------------------------------
@@ -240,14 +345,20 @@ def run(quick: bool = False) -> Report:
         server = procs.redis()
         a = procs.service("cartsync A", service_env(server.url, Path(tmp) / "a"))
         b = procs.service("cartsync B", service_env(server.url, Path(tmp) / "b"))
+        peers = None
+        if sio.available() is None:
+            peers = (
+                sio.start(procs, server.url, "socket.io peer 1").url,
+                sio.start(procs, server.url, "socket.io peer 2").url,
+            )
         pinned = [*procs.notes, cores.pin_self()]
         b_ws_url = "ws" + b.url.removeprefix("http") + "/v1/ws"
-        series = asyncio.run(_measure(plan, server.url, a.url, b_ws_url))
+        series = asyncio.run(_measure(plan, server.url, a.url, b_ws_url, peers))
     return _report(plan, pinned, series)
 
 
 async def _measure(
-    plan: Plan, redis_url: str, a_url: str, b_ws_url: str
+    plan: Plan, redis_url: str, a_url: str, b_ws_url: str, peers: tuple[str, str] | None
 ) -> dict[tuple[str, int], Series]:
     tokens = Tokens()
     series: dict[tuple[str, int], Series] = {}
@@ -271,7 +382,106 @@ async def _measure(
                     series["post", rate].paces.append(result.pace)
                 if result.errors:
                     raise RuntimeError(f"{kind} @ {rate}/s: {result.errors} sends failed")
+    if peers is not None:
+        await socketio_run(*peers, max(plan.rates), plan.warmup, plan.max_s)  # unmeasured
+        for _ in range(plan.repeats):
+            for rate in plan.rates:
+                sio_run = await socketio_run(*peers, rate, plan.count, plan.max_s)
+                if sio_run.errors:
+                    raise RuntimeError(f"socket.io @ {rate}/s: {sio_run.errors} sends failed")
+                params = {"rate_per_s": rate, "count": plan.count, "max_s": plan.max_s}
+                label = f"Socket.IO POST on 1 → event on 2 @ {rate}/s"
+                series.setdefault(("socket.io", rate), Series(label, params))
+                series["socket.io", rate].runs.append(sio_run.latency)
+                series["socket.io", rate].paces.append(sio_run.pace)
+    await _ramp(plan, redis_url, a_url, b_ws_url, tokens, series)
+    await _many(plan, redis_url, a_url, b_ws_url, tokens, series)
     return series
+
+
+async def _ramp(
+    plan: Plan,
+    redis_url: str,
+    a_url: str,
+    b_ws_url: str,
+    tokens: Tokens,
+    series: dict[tuple[str, int], Series],
+) -> None:
+    """Rising rates until the median run's p99 passes ``RAMP_P99_MS`` (at most len(RAMP))."""
+    for rate in RAMP:
+        count = round(rate * plan.ramp_s)
+        params = {"rate_per_s": rate, "count": count, "max_s": plan.ramp_s * 2}
+        floor = series["ramp-floor", rate] = Series(f"floor @ {rate}/s", params)
+        cart = series["ramp", rate] = Series(f"cartsync @ {rate}/s", params)
+        errors = 0
+        for _ in range(plan.repeats):
+            f = await floor_run(redis_url, rate, count, plan.ramp_s * 2)
+            c = await cartsync_run(a_url, b_ws_url, tokens, rate, count, plan.ramp_s * 2)
+            for s, result in ((floor, f), (cart, c)):
+                s.runs.append(result.latency)
+                s.paces.append(result.pace)
+            errors += c.errors
+        cart.params["errors"] = errors
+        if cart.spread("p99_ms").median > RAMP_P99_MS:
+            break
+
+
+async def _many(
+    plan: Plan,
+    redis_url: str,
+    a_url: str,
+    b_ws_url: str,
+    tokens: Tokens,
+    series: dict[tuple[str, int], Series],
+) -> None:
+    """Many customers, each with a REST writer on A and a socket on B, writing slowly."""
+    rate = round(plan.many * MANY_RATE)
+    count = round(rate * plan.many_s)
+    params = {"customers": plan.many, "rate_per_s": rate, "count": count}
+    floor = series["many-floor", plan.many] = Series(f"floor @ {rate}/s", params)
+    cart = series["many", plan.many] = Series(f"{plan.many} customers @ {rate}/s", params)
+    for _ in range(plan.repeats):
+        f = await floor_run(redis_url, rate, count, plan.many_s * 2)
+        c = await cartsync_run(
+            a_url, b_ws_url, tokens, rate, count, plan.many_s * 2, customer_count=plan.many
+        )
+        if c.errors:
+            raise RuntimeError(f"{plan.many} customers: {c.errors} sends failed")
+        for s, result in ((floor, f), (cart, c)):
+            s.runs.append(result.latency)
+            s.paces.append(result.pace)
+
+
+def _rows(rate: str, floor: Series, paths: list[tuple[str, Series]]) -> list[list[str]]:
+    rows = []
+    for kind, s in paths:
+        cells = []
+        for stat in STATS:
+            cell = s.spread(stat).cell()
+            if s is not floor:
+                cell += f" = {ratio(s.spread(stat).median, floor.spread(stat).median)}"
+            cells.append(cell)
+        achieved = min(p.achieved_per_s for p in s.paces)
+        rows.append(
+            [
+                rate,
+                kind,
+                f"{len(s.runs)} x {s.runs[0].n}" if s.runs else "0",
+                str(sum(r.lost for r in s.runs)),
+                *cells,
+                f"≥{achieved:.0f}",
+            ]
+        )
+    return rows
+
+
+def _summary(prefix: str, cart: Series, floor: Series) -> str:
+    return f"{prefix}: " + ", ".join(
+        f"{stat.removesuffix('_ms')} {cart.spread(stat).median:.2f} ms = "
+        f"{ratio(cart.spread(stat).median, floor.spread(stat).median)} floor "
+        f"({floor.spread(stat).median:.2f} ms)"
+        for stat in STATS
+    )
 
 
 def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]) -> Report:
@@ -280,54 +490,51 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
     summaries: list[str] = []
     for rate in plan.rates:
         floor, cart = series["floor", rate], series["cartsync", rate]
-        paths = (
+        paths = [
             ("Redis PUBLISH → SUBSCRIBE (floor)", floor),
             ("cartsync POST on A → event on B", cart),
             ("for comparison: POST → 201 read on A", series["post", rate]),
-        )
-        for kind, s in paths:
-            cells = []
-            for stat in STATS:
-                cell = s.spread(stat).cell()
-                if s is not floor:
-                    cell += f" = {ratio(s.spread(stat).median, floor.spread(stat).median)}"
-                cells.append(cell)
-            achieved = min(p.achieved_per_s for p in s.paces)
-            rows.append(
-                [
-                    f"{rate}/s",
-                    kind,
-                    f"{len(s.runs)} x {s.runs[0].n}" if s.runs else "0",
-                    str(sum(r.lost for r in s.runs)),
-                    *cells,
-                    f"≥{achieved:.0f}",
-                ]
-            )
+        ]
+        if ("socket.io", rate) in series:
+            paths.append(("Socket.IO POST on 1 → event on 2", series["socket.io", rate]))
+        rows += _rows(f"{rate}/s", floor, paths)
+        summaries.append(_summary(f"{rate}/s", cart, floor))
+    ramp = [rate for rate in RAMP if ("ramp", rate) in series]
+    for rate in ramp:
+        floor, cart = series["ramp-floor", rate], series["ramp", rate]
+        errors = cart.params.get("errors", 0)
+        label = "ramp: cartsync POST on A → event on B" + (f" ({errors} failed)" if errors else "")
+        rows += _rows(f"{rate}/s", floor, [("ramp: floor", floor), (label, cart)])
+    if ramp:
+        top = series["ramp", ramp[-1]]
+        passed = top.spread("p99_ms").median > RAMP_P99_MS
         summaries.append(
-            f"{rate}/s: "
-            + ", ".join(
-                f"{stat.removesuffix('_ms')} {cart.spread(stat).median:.2f} ms = "
-                f"{ratio(cart.spread(stat).median, floor.spread(stat).median)} floor "
-                f"({floor.spread(stat).median:.2f} ms)"
-                for stat in STATS
-            )
+            f"ramp: p99 passed {RAMP_P99_MS:.0f} ms at {ramp[-1]}/s "
+            f"({top.spread('p99_ms').median:.1f} ms)"
+            if passed
+            else f"ramp: p99 stayed under {RAMP_P99_MS:.0f} ms up to {ramp[-1]}/s, the last step"
         )
+    if ("many", plan.many) in series:
+        floor, cart = series["many-floor", plan.many], series["many", plan.many]
+        rate = cart.params["rate_per_s"]
+        label = f"{plan.many} customers x 2 devices: POST on A → event on B"
+        rows += _rows(f"{rate}/s", floor, [("floor", floor), (label, cart)])
+        summaries.append(_summary(f"{plan.many} customers @ {rate}/s", cart, floor))
     notes = [
         f"{plan.count} sends per run at each rate (at most {plan.max_s:.0f} s), "
         f"{plan.repeats} runs, {CUSTOMERS} customers round robin; "
         "cells: median run (lowest-highest run); cartsync cells also as a multiple of the floor",
+        f"ramp: {plan.ramp_s} s of sends per run at each of {', '.join(map(str, RAMP))}/s, "
+        f"8 customers, stopping after the first rate whose median p99 passes {RAMP_P99_MS:.0f} ms",
+        f"many customers: {plan.many} customers, each a REST writer on A and a websocket on B, "
+        f"{MANY_RATE}/s each ({plan.many_s:.0f} s per run)",
+        "Socket.IO: two node instances with @socket.io/redis-adapter on the same Redis, "
+        "POST /rooms/<room>/events on 1, 8 rooms with one socket each on 2",
         *(f"pinned: {line}" for line in pinned),
         *summaries,
     ]
     data = {
-        "plan": {
-            "name": plan.name,
-            "rates": list(plan.rates),
-            "count": plan.count,
-            "max_s": plan.max_s,
-            "repeats": plan.repeats,
-            "customers": CUSTOMERS,
-        },
+        "plan": vars(plan) | {"customers": CUSTOMERS, "ramp": list(RAMP), "many_rate": MANY_RATE},
         "pinned": pinned,
         "series": [s.summary() for s in series.values()],
     }

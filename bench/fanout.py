@@ -1,0 +1,279 @@
+"""Fan-out: one event to 100 and 1,000 sockets of one owner on one cartsync instance, from the
+``POST /v1/cart/lines`` until the last socket has the frame; beside its floor, one Redis
+``PUBLISH`` to as many ``redis.asyncio`` subscribers (one connection each), and the Socket.IO
+peer (``POST /rooms/<room>/events`` emitting to a room of as many sockets, same instance).
+
+Before each event every socket already has a task waiting on it, so the clock starts with the
+request and stops when the last waiting task is handed its frame. All clients are in this
+process: the floor and the two servers pay the same client-side cost of reading N messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from tests.support.processes import service_env
+from websockets.asyncio.client import ClientConnection
+
+from bench import sio
+from bench.harness import REPEATS, Cores, Report, processes, raise_fd_limit
+from bench.http1 import Http1Client
+from bench.propagation import Tokens, _open_socket
+from bench.stats import Latency, Spread, ratio
+
+NAME = "fanout"
+WAIT_S = 10.0
+"""Longest wait for one event to reach every socket."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    sizes: tuple[int, ...]
+    events: int
+    repeats: int
+
+
+FULL = Plan(name="full", sizes=(100, 1000), events=20, repeats=REPEATS)
+QUICK = Plan(name="quick", sizes=(100, 1000), events=3, repeats=REPEATS)
+
+Receive = Callable[[], Awaitable[int]]
+"""Waits for the next event on one socket; the perf_counter_ns when it was handed over."""
+
+
+async def _one_event(receivers: list[Receive], trigger: Callable[[], Awaitable[None]]) -> int:
+    """Nanoseconds from just before ``trigger`` until the last receiver had its event."""
+    tasks = [asyncio.create_task(r()) for r in receivers]
+    await asyncio.sleep(0.05)  # every task is now waiting in its recv
+    started = time.perf_counter_ns()
+    try:
+        await trigger()
+        async with asyncio.timeout(WAIT_S):
+            stamps = await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return max(stamps) - started
+
+
+# The floor -----------------------------------------------------------------------------------
+
+
+async def floor_runs(redis_url: str, size: int, events: int, repeats: int) -> list[Latency]:
+    channel = f"bench:fanout:{uuid.uuid4().hex}"
+    async with contextlib.AsyncExitStack() as stack:
+        publisher = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
+        pubsubs = []
+        for _ in range(size):
+            client = await stack.enter_async_context(aioredis.Redis.from_url(redis_url))
+            pubsub = await stack.enter_async_context(client.pubsub())
+            await pubsub.subscribe(channel)
+            await pubsub.get_message(timeout=WAIT_S)  # the subscribe confirmation
+            pubsubs.append(pubsub)
+
+        def receiver(pubsub: Any) -> Receive:
+            async def receive() -> int:
+                for _ in range(100):
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None and message["type"] == "message":
+                        return time.perf_counter_ns()
+                raise RuntimeError("no message among 100 reads")
+
+            return receive
+
+        async def trigger() -> None:
+            await publisher.publish(channel, b'{"rev":1}')
+
+        receivers = [receiver(p) for p in pubsubs]
+        await _one_event(receivers, trigger)  # unmeasured
+        return [
+            Latency.of([await _one_event(receivers, trigger) for _ in range(events)])
+            for _ in range(repeats)
+        ]
+
+
+# cartsync ------------------------------------------------------------------------------------
+
+
+async def _cartsync_event(ws: ClientConnection) -> int:
+    for _ in range(100):
+        frame = json.loads(await ws.recv())
+        if frame.get("type") == "event":
+            return time.perf_counter_ns()
+        if frame.get("type") == "ping":
+            await ws.send('{"type":"pong"}')
+    raise RuntimeError("no event among 100 frames")
+
+
+async def cartsync_runs(url: str, size: int, events: int, repeats: int) -> list[Latency]:
+    tokens = Tokens()
+    customer = f"fan-{uuid.uuid4().hex[:12]}"
+    token = tokens.customer(customer)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    host, port = url.removeprefix("http://").split(":")
+    ws_url = "ws" + url.removeprefix("http") + "/v1/ws"
+    async with (
+        Http1Client(host, int(port), max_connections=1, timeout_s=WAIT_S) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        sockets = [await _open_socket(stack, ws_url, token) for _ in range(size)]
+        receivers = [lambda ws=ws: _cartsync_event(ws) for ws in sockets]
+        sent = 0
+
+        async def trigger() -> None:
+            nonlocal sent
+            sent += 1
+            body = b'{"sku":"fan-%d"}' % sent
+            response = await http.post("/v1/cart/lines", body, headers)
+            if response.status != 201:
+                raise RuntimeError(f"POST answered {response.status}: {response.body[:200]!r}")
+
+        await _one_event(receivers, trigger)  # unmeasured
+        return [
+            Latency.of([await _one_event(receivers, trigger) for _ in range(events)])
+            for _ in range(repeats)
+        ]
+
+
+# The Socket.IO peer --------------------------------------------------------------------------
+
+
+async def socketio_runs(url: str, size: int, events: int, repeats: int) -> list[Latency]:
+    room = f"fan-{uuid.uuid4().hex[:12]}"
+    host, port = url.removeprefix("http://").split(":")
+    async with (
+        Http1Client(host, int(port), max_connections=1, timeout_s=WAIT_S) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        sockets = [await sio.open_socket(stack, sio.ws_url(url), room) for _ in range(size)]
+
+        def receiver(ws: ClientConnection) -> Receive:
+            async def receive() -> int:
+                await sio.next_event(ws)
+                return time.perf_counter_ns()
+
+            return receive
+
+        receivers = [receiver(ws) for ws in sockets]
+        sent = 0
+
+        async def trigger() -> None:
+            nonlocal sent
+            sent += 1
+            body = b'{"sku":"fan-%d"}' % sent
+            headers = {"Content-Type": "application/json"}
+            response = await http.post(f"/rooms/{room}/events", body, headers)
+            if response.status != 201:
+                raise RuntimeError(f"peer answered {response.status}: {response.body[:200]!r}")
+
+        await _one_event(receivers, trigger)  # unmeasured
+        return [
+            Latency.of([await _one_event(receivers, trigger) for _ in range(events)])
+            for _ in range(repeats)
+        ]
+
+
+# The whole measurement -----------------------------------------------------------------------
+
+
+def run(quick: bool = False) -> Report:
+    plan = QUICK if quick else FULL
+    fds = raise_fd_limit()  # before the servers start: they inherit it
+    cores = Cores.detect()
+    results: dict[tuple[str, int], list[Latency]] = {}
+    peer_missing = sio.available()
+    with (
+        tempfile.TemporaryDirectory(prefix="cartsync-bench-") as tmp,
+        processes(Path(tmp), cores) as procs,
+    ):
+        server = procs.redis()
+        env = service_env(server.url, Path(tmp) / "cartsync", CARTSYNC_WS_MAX_PER_OWNER="2000")
+        cartsync = procs.service("cartsync", env)
+        peer = None if peer_missing else sio.start(procs, server.url, "socket.io peer")
+        pinned = [*procs.notes, cores.pin_self()]
+
+        async def measure() -> None:
+            for size in plan.sizes:
+                args = (size, plan.events, plan.repeats)
+                results["floor", size] = await floor_runs(server.url, *args)
+                results["cartsync", size] = await cartsync_runs(cartsync.url, *args)
+                if peer is not None:
+                    results["socket.io", size] = await socketio_runs(peer.url, *args)
+
+        asyncio.run(measure())
+    return _report(plan, pinned, results, fds, peer_missing)
+
+
+LABELS = {
+    "floor": "Redis PUBLISH → N redis.asyncio subscribers (floor)",
+    "cartsync": "cartsync POST → event on N websockets",
+    "socket.io": "Socket.IO + redis-adapter: POST → emit to a room of N",
+}
+
+
+def _report(
+    plan: Plan,
+    pinned: list[str],
+    results: dict[tuple[str, int], list[Latency]],
+    fds: int,
+    peer_missing: str | None,
+) -> Report:
+    headers = ["sockets", "path", "runs x events", "p50 ms (to last socket)", "max ms"]
+    rows: list[list[str]] = []
+    summaries: list[str] = []
+    for size in plan.sizes:
+        floor = results["floor", size]
+        f50 = Spread.of([r.p50_ms for r in floor]).median
+        fmax = Spread.of([r.max_ms for r in floor]).median
+        for kind in ("floor", "cartsync", "socket.io"):
+            runs = results.get((kind, size))
+            if runs is None:
+                continue
+            p50 = Spread.of([r.p50_ms for r in runs])
+            mx = Spread.of([r.max_ms for r in runs])
+            cells = [p50.cell(), mx.cell()]
+            if kind != "floor":
+                cells[0] += f" = **{ratio(p50.median, f50)}**"
+                cells[1] += f" = {ratio(mx.median, fmax)}"
+                summaries.append(
+                    f"{size} sockets, {kind}: last socket after {p50.median:.2f} ms (median "
+                    f"event) = {ratio(p50.median, f50)} the floor's {f50:.2f} ms"
+                )
+            rows.append([str(size), LABELS[kind], f"{len(runs)} x {runs[0].n}", *cells])
+    notes = [
+        f"{plan.events} events per run, {plan.repeats} runs per size; one owner (cartsync "
+        "started with CARTSYNC_WS_MAX_PER_OWNER=2000) or one room; each time is from just "
+        "before the request (or PUBLISH) until the last of N sockets was handed the frame; "
+        "cells: median run (lowest-highest run); p50 is over the events of a run",
+        "floor: N separate redis.asyncio connections, each SUBSCRIBEd (Redis does the fan-out "
+        "in C; the load generator reads N messages, as it reads N frames from the servers)",
+        f"open-file limit of the load generator and servers: {fds}",
+        *(f"pinned: {line}" for line in pinned),
+        *(
+            [f"Socket.IO peer left out: {peer_missing}"]
+            if peer_missing
+            else ["Socket.IO peer: one node process (bench/peers/socketio), same Redis"]
+        ),
+        *summaries,
+    ]
+    data = {
+        "plan": vars(plan) | {"sizes": list(plan.sizes)},
+        "pinned": pinned,
+        "series": [
+            {"path": kind, "sockets": size, "runs": [vars(r) for r in runs]}
+            for (kind, size), runs in results.items()
+        ],
+    }
+    title = "Fan-out: one event to 100 and 1,000 sockets on one instance"
+    return Report(NAME, title, headers, rows, notes, data)
