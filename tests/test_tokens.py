@@ -355,3 +355,16 @@ def test_new_guest_subject() -> None:
     assert len(subject) == 34
     int(subject[2:], 16)
     assert subject != new_guest_subject()
+
+
+def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
+    """Verified tokens are remembered for speed, but never past their own expiry."""
+    settings = make_settings(tmp_path, jwt_secrets="k1:" + "s" * 40, jwt_leeway_seconds="0")
+    keys = TokenKeys.from_settings(settings)
+    token = TokenIssuer(keys, settings).issue(Role.CUSTOMER, "alice", ttl_s=1)
+    verifier = TokenVerifier(keys, settings)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first
+    time.sleep(2.1)
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)
