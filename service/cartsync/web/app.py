@@ -34,7 +34,7 @@ from cartsync.web import (
 from cartsync.web.commands import COMMANDS
 from cartsync.web.endpoints import Endpoint, Mode, command_endpoint, json_response, owner_view
 from cartsync.web.logs import RequestLogMiddleware
-from cartsync.web.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from cartsync.web.metrics import Metrics, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
 
 ENDPOINTS: list[Endpoint] = [
@@ -115,7 +115,7 @@ def create_app(settings: Settings) -> Starlette:
     for prefix, mode in modes:
         routes.extend(_owner_routes(prefix, mode))
     logs.configure(settings.log_format, settings.log_level)
-    middleware = [Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware, metrics=metrics)]
+    middleware = [Middleware(RequestLogMiddleware, metrics=metrics)]
     if settings.cors_origins:
         # The web shop's own JS calls cartsync from the shop's origin.
         middleware.append(

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
+from collections.abc import Iterable
 
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cartsync.web.metrics import Metrics
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _INCOMING_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -47,18 +50,34 @@ def configure(fmt: str, level: str) -> None:
     root.propagate = False
 
 
-class RequestLogMiddleware:
-    """Gives every HTTP request an id (X-Request-Id, echoed back) and logs one access line."""
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-Id if it is a sane one, else a fresh random 32-hex-digit id."""
+    incoming = ""
+    for name, value in headers:
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+    return incoming if _INCOMING_ID.fullmatch(incoming) else secrets.token_hex(16)
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestLogMiddleware:
+    """Gives every request an id (X-Request-Id, echoed back), logs one access line and times
+    HTTP requests into ``Metrics``.
+
+    One wrapper for both, so ``send`` is wrapped once and the clock, status and route template
+    are read once per request (as two middlewares they were a tenth of cartsync's own CPU).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _INCOMING_ID.fullmatch(incoming) else uuid.uuid4().hex
+        rid = _request_id(scope["headers"])
+        echo = (b"x-request-id", rid.encode())
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
@@ -67,21 +86,23 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", ()), echo]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
+            seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if kind == "http":
+                self.metrics.observe_http(scope["method"], route, status, seconds)
             access.info(
                 "request",
                 extra={
                     "method": scope.get("method", "WEBSOCKET"),
                     "route": route,
-                    "status": status if scope["type"] == "http" else None,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                    "status": status if kind == "http" else None,
+                    "duration_ms": round(seconds * 1000, 2),
                 },
             )
             request_id.reset(token)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -10,7 +9,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartsync.storage.hub import Hub
 
@@ -62,9 +60,22 @@ class Metrics:
             ["call"],
             registry=self.registry,
         )
+        # labels() checks and locks on every call; each label set's child is looked up once.
+        self._http: dict[tuple[str, str, int], Histogram] = {}
+        self._redis: dict[str, Histogram] = {}
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request by method, route template (never the raw path) and status."""
+        child = self._http.get((method, route, status))
+        if child is None:
+            child = self._http[method, route, status] = self.http.labels(method, route, str(status))
+        child.observe(seconds)
 
     def observe_store(self, call: str, seconds: float, ok: bool) -> None:
-        self.redis.labels(call).observe(seconds)
+        child = self._redis.get(call)
+        if child is None:
+            child = self._redis[call] = self.redis.labels(call)
+        child.observe(seconds)
         if not ok:
             self.redis_errors.labels(call).inc()
 
@@ -90,36 +101,6 @@ class _HubCollector(Collector):
         yield GaugeMetricFamily(
             "cartsync_pubsub_channels", "Owners with local listeners", value=self._hub.channels
         )
-
-
-class MetricsMiddleware:
-    """Times every HTTP request and labels it with the route template, never the raw path."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.http.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
-            )
 
 
 async def metrics_endpoint(request: Request) -> Response:
