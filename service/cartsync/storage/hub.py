@@ -7,8 +7,12 @@ the log from the last revision it delivered. A heartbeat through Redis finds a s
 connection in seconds rather than after TCP keepalive's minute.
 
 On a Redis Cluster the hub uses sharded pub/sub (SSUBSCRIBE): each owner's channel lives on
-the shard that holds the owner's keys, and redis-py moves a subscription when its slot moves;
-the re-subscription confirmation makes the listeners catch up from the log like any other.
+the shard that holds the owner's keys. When a slot moves, the old node ends the subscription
+itself (an SUNSUBSCRIBE nobody asked for), and redis-py only re-homes subscriptions once a
+keyed command has met a MOVED reply, which a process that only reads may never send. So any
+unsubscribe arriving while a channel still has listeners is answered with a keyed probe (which
+refreshes the slot map) and a fresh subscribe; its confirmation makes the listeners catch up
+from the log like any other.
 """
 
 from __future__ import annotations
@@ -117,7 +121,10 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._rehoming: dict[str, asyncio.Task[None]] = {}
         self.reconnects = 0
+        self.rehomed = 0
+        """Subscriptions the server ended while they had listeners (Cluster slot moves)."""
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -127,9 +134,10 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._rehoming.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -193,6 +201,13 @@ class Hub:
                 _Silent,
             ) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
+            except rexc.ResponseError as exc:
+                # E.g. MOVED for a subscription sent on a stale slot map: start over from a
+                # fresh map rather than let the reader die and every socket go quiet.
+                log.warning("pub/sub refused a command (%s); reconnecting", exc)
+                if isinstance(self._redis, RedisCluster):
+                    with contextlib.suppress(rexc.RedisError, OSError):
+                        await self._redis.nodes_manager.initialize()
             finally:
                 async with self._lock:
                     self._pubsub = None
@@ -230,8 +245,29 @@ class Hub:
                         listener.offer(RESYNC)
                 elif kind == self._kind.unsubscribed:
                     self._active.discard(channel)
+                    if self._listeners.get(channel):
+                        self._rehome(channel)
             if now - last_beat > 3 * self._heartbeat_s:
                 raise _Silent
+
+    def _rehome(self, channel: str) -> None:
+        """Subscribe again to a channel that still has listeners (see the module docstring)."""
+        for listener in self._listeners.get(channel, ()):
+            listener.ready.clear()
+        if channel not in self._rehoming:
+            task = asyncio.create_task(self._resubscribe(channel), name="hub-rehome")
+            self._rehoming[channel] = task
+            task.add_done_callback(lambda _: self._rehoming.pop(channel, None))
+
+    async def _resubscribe(self, channel: str) -> None:
+        self.rehomed += 1
+        log.info("pub/sub subscription ended by the server; subscribing again")
+        if self._kind is _Sharded:
+            # The channel carries the owner's hash tag, so this meets MOVED if the slot moved.
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await self._redis.exists(channel)
+        if self._listeners.get(channel):
+            await self._command("subscribe", channel)
 
     async def _beat_forever(self) -> None:
         while True:

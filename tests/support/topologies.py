@@ -1,0 +1,492 @@
+"""Redis topologies for the suite: a 3-master Cluster and a Sentinel-managed master and replica.
+
+Every process listens on a free loopback port in its own temporary folder and is stopped by
+PID. Every wait is bounded and, when it runs out, says what it was waiting for and shows the
+end of the relevant log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from tests.support.processes import RedisProcess, free_port, redis_server_binary
+
+READY_TIMEOUT_S = 30.0
+"""Longest wait for a cluster or a sentinel set to settle."""
+POLL_S = 0.1
+
+MASTER_NAME = "cartsync-master"
+
+
+def redis_cli_binary() -> str:
+    found = shutil.which("redis-cli")
+    if found is None:
+        raise RuntimeError("redis-cli is not on PATH; it comes with the redis-server package")
+    return found
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll ``check`` until it holds; raise naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (redis.RedisError, OSError) as exc:
+            last_error = exc
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{what} within {timeout_s:.0f} s (last error: {last_error!r})")
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+def _node(port: int, timeout_s: float = 2.0) -> redis.Redis:
+    """A plain (non-cluster) client to one node, for administrative commands."""
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+
+
+# Cluster -----------------------------------------------------------------------------------
+
+
+class RedisCluster3:
+    """Three cluster-enabled masters, no replicas, all 16384 slots assigned."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.nodes: list[RedisProcess] = []
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def seed_url(self) -> str:
+        """Any node will do as a seed: the client learns the rest from CLUSTER SLOTS."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def start(self) -> RedisCluster3:
+        try:
+            for n in range(3):
+                node = RedisProcess(
+                    self.workdir / f"node{n}",
+                    extra=[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        # Not port + 10000, which may be taken or past 65535.
+                        "--cluster-port",
+                        str(free_port()),
+                    ],
+                )
+                self.nodes.append(node)
+                node.start()
+            self._create()
+            wait_until("every node reports cluster_state:ok", self._settled)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _create(self) -> None:
+        args = [redis_cli_binary(), "--cluster", "create"]
+        args += [f"127.0.0.1:{p}" for p in self.ports]
+        args += ["--cluster-replicas", "0", "--cluster-yes"]
+        done = subprocess.run(args, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed ({done.returncode}):\n"
+                f"{done.stdout.decode(errors='replace')[-2000:]}"
+                f"{done.stderr.decode(errors='replace')[-2000:]}"
+            )
+
+    def _settled(self) -> bool:
+        for port in self.ports:
+            with _node(port) as c:
+                info = c.cluster("INFO")
+                if (
+                    info.get("cluster_state") != "ok"
+                    or int(info.get("cluster_slots_ok", 0)) != 16384
+                    or int(info.get("cluster_known_nodes", 0)) != 3
+                ):
+                    return False
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RedisCluster3:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # Inspecting and moving slots
+
+    def client(self, port: int) -> redis.Redis:
+        """A plain client to one node (close it after use)."""
+        return _node(port)
+
+    def keyslot(self, key: str) -> int:
+        with _node(self.ports[0]) as c:
+            return int(c.execute_command("CLUSTER", "KEYSLOT", key))
+
+    def node_ids(self) -> dict[int, str]:
+        """Port -> node id."""
+        ids = {}
+        for port in self.ports:
+            with _node(port) as c:
+                ids[port] = _text(c.execute_command("CLUSTER", "MYID"))
+        return ids
+
+    def slot_owners(self, port: int | None = None) -> dict[int, int]:
+        """Slot -> port of the master serving it, as one node (default: the first) sees it."""
+        with _node(port or self.ports[0]) as c:
+            ranges = c.execute_command("CLUSTER", "SLOTS")
+        owners: dict[int, int] = {}
+        for entry in ranges:
+            first, last, master = int(entry[0]), int(entry[1]), entry[2]
+            for slot in range(first, last + 1):
+                owners[slot] = int(master[1])
+        return owners
+
+    def owner_of(self, slot: int) -> int:
+        """The port of the master serving ``slot``, checked to be agreed on by every node."""
+        seen = {self.slot_owners(port)[slot] for port in self.ports}
+        if len(seen) != 1:
+            raise AssertionError(f"nodes disagree on who serves slot {slot}: {seen}")
+        return seen.pop()
+
+    def keys_in_slot(self, slot: int) -> list[str]:
+        with _node(self.owner_of(slot)) as c:
+            count = int(c.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+            keys = c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, max(count, 1))
+        return sorted(_text(k) for k in keys)
+
+    def migrate_slot(self, slot: int, to_port: int, *, batch: int = 10) -> int:
+        """Move ``slot`` and its keys to ``to_port`` the way ``redis-cli --cluster reshard`` does.
+
+        IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in batches, then
+        SETSLOT NODE on the target, the source and the rest. Returns how many keys moved.
+        """
+        from_port = self.owner_of(slot)
+        if from_port == to_port:
+            raise ValueError(f"slot {slot} is already served by {to_port}")
+        ids = self.node_ids()
+        moved = 0
+        with _node(from_port, 10) as src, _node(to_port, 10) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from_port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to_port])
+            for _ in range(10_000):
+                keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+                if not keys:
+                    break
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "REPLACE", "KEYS", *keys
+                )
+                moved += len(keys)
+            else:
+                raise RuntimeError(f"slot {slot} never emptied")
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to_port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to_port])
+        for port in self.ports:
+            if port not in (from_port, to_port):
+                with _node(port) as other:
+                    other.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to_port])
+        wait_until(
+            f"every node agrees that {to_port} serves slot {slot}",
+            lambda: self.owner_of(slot) == to_port,
+        )
+        return moved
+
+
+# Sentinel ----------------------------------------------------------------------------------
+
+
+class ReplicationLink:
+    """A loopback TCP relay between a replica and its master that can hold the master's stream.
+
+    ``stall()`` keeps what the master sends in this process instead of passing it on, as a
+    congested link would; if the master dies meanwhile, the held bytes die with the link. (A
+    stopped replica process would not do: the kernel buffers the stream and the replica reads
+    all of it when it resumes.)
+    """
+
+    BUFFER = 65536
+
+    def __init__(self, master_port: int) -> None:
+        self.master_port = master_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._held: list[tuple[socket.socket, bytes]] = []
+        self._stalled = False
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="replication-link", daemon=True).start()
+
+    def stall(self) -> None:
+        with self._lock:
+            self._stalled = True
+
+    def held_bytes(self) -> int:
+        with self._lock:
+            return sum(len(data) for _, data in self._held)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._held.clear()
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes its pump, which closes it
+            self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                replica, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                master = socket.create_connection(("127.0.0.1", self.master_port), timeout=5)
+                master.settimeout(None)
+            except OSError:
+                replica.close()  # the master is gone; the replica retries (or is promoted)
+                continue
+            with self._lock:
+                if self._closed:
+                    return
+                self._sockets += [replica, master]
+            for src, dst, holdable in ((replica, master, False), (master, replica, True)):
+                threading.Thread(target=self._pump, args=(src, dst, holdable), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, holdable: bool) -> None:
+        try:
+            while data := src.recv(self.BUFFER):
+                with self._lock:
+                    if holdable and self._stalled:
+                        self._held.append((dst, data))
+                        continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # The link is down: whatever was held is lost with it, as on a real network.
+            with self._lock:
+                self._held = [(d, b) for d, b in self._held if d is not dst]
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+class SentinelProcess:
+    """``redis-server <conf> --sentinel`` with its own (rewritable) config file."""
+
+    def __init__(self, workdir: Path, master_port: int, *, quorum: int = 2) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.conf = workdir / "sentinel.conf"
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {workdir}",
+                    f"logfile {workdir / 'sentinel.log'}",
+                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
+                    f"sentinel failover-timeout {MASTER_NAME} 5000",
+                    f"sentinel parallel-syncs {MASTER_NAME} 1",
+                    "",
+                ]
+            )
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SentinelProcess:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), str(self.conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sentinel exited:\n{self.log()}")
+            try:
+                with self.client() as c:
+                    return bool(c.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(f"sentinel on {self.port} answers PING", answers, 10)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return _node(self.port)
+
+    def log(self) -> str:
+        return _tail(self.workdir / "sentinel.log")
+
+
+class SentinelSet:
+    """A master, one replica of it (through a ``ReplicationLink``), and three sentinels
+    (quorum 2) watching them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.master = RedisProcess(workdir / "master")
+        self.link = ReplicationLink(self.master.port)
+        self.replica = RedisProcess(
+            workdir / "replica",
+            extra=["--replicaof", "127.0.0.1", str(self.link.port)],
+        )
+        self.sentinels = [
+            SentinelProcess(workdir / f"sentinel{n}", self.master.port) for n in range(3)
+        ]
+
+    @property
+    def name(self) -> str:
+        return MASTER_NAME
+
+    @property
+    def sentinel_addresses(self) -> str:
+        """The value of CARTSYNC_REDIS_SENTINELS."""
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    @property
+    def servers(self) -> list[RedisProcess]:
+        return [self.master, self.replica]
+
+    def start(self) -> SentinelSet:
+        try:
+            self.master.start()
+            self.replica.start()
+            wait_until("the replica is in sync with the master", self._replica_in_sync)
+            for sentinel in self.sentinels:
+                sentinel.start()
+            wait_until("every sentinel sees the master, the replica and 2 others", self._watched)
+        except BaseException as exc:
+            logs = "\n".join(f"--- sentinel {s.port}:\n{s.log()}" for s in self.sentinels)
+            self.stop()
+            raise RuntimeError(f"sentinel set did not start: {exc}\n{logs}") from exc
+        return self
+
+    def _replica_in_sync(self) -> bool:
+        with self.replica.client() as c:
+            info = c.info("replication")
+        return info.get("master_link_status") == "up"
+
+    def _watched(self) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client() as c:
+                state: dict[str, Any] = c.sentinel_master(MASTER_NAME)
+            if not (
+                state.get("is_master")
+                and not state.get("is_odown")
+                and not state.get("is_sdown")
+                and int(state.get("num-slaves", 0)) >= 1
+                and int(state.get("num-other-sentinels", 0)) >= 2
+            ):
+                return False
+        return True
+
+    def current_master(self) -> tuple[str, int]:
+        """The master's address as the first sentinel that answers reports it."""
+        for sentinel in self.sentinels:
+            if sentinel.proc is None:
+                continue
+            try:
+                with sentinel.client() as c:
+                    host, port = c.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
+                    )
+            except redis.ConnectionError:
+                continue
+            return _text(host), int(port)
+        raise RuntimeError("no sentinel answered")
+
+    def kill_master(self) -> int:
+        """SIGKILL the process that is master now; return its port."""
+        _, port = self.current_master()
+        for server in self.servers:
+            if server.port == port:
+                server.stop()
+                return port
+        raise RuntimeError(f"the master on {port} is not one of this set's processes")
+
+    def wait_for_failover(self, old_port: int, timeout_s: float = READY_TIMEOUT_S) -> int:
+        """Every sentinel names a new master, and that server says it is master; its port."""
+
+        def promoted() -> bool:
+            seen = set()
+            for sentinel in self.sentinels:
+                with sentinel.client() as c:
+                    _, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+                seen.add(int(port))
+            if len(seen) != 1 or old_port in seen:
+                return False
+            with _node(seen.pop()) as c:
+                return bool(c.info("replication").get("role") == "master")
+
+        wait_until(f"a replica replaces the master on {old_port}", promoted, timeout_s)
+        return self.current_master()[1]
+
+    def stop(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for server in self.servers:
+            server.stop()
+        self.link.close()
+
+    def __enter__(self) -> SentinelSet:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
