@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -187,7 +187,7 @@ class CartStore:
             caller = f"{ctx.actor.role}:{ctx.actor.id}"
             op_id, ttl_ms = f"k:{caller}:{ctx.idempotency_key}", self._idem_ttl_ms
         else:
-            op_id, ttl_ms = "s:" + uuid.uuid4().hex, SERVER_OP_TTL_MS
+            op_id, ttl_ms = "s:" + secrets.token_hex(16), SERVER_OP_TTL_MS
         result = await self._run(owner, op, payload, ctx, op_id=op_id, op_ttl_ms=ttl_ms)
         replicas, timeout_ms = self._wait
         if replicas and not result.replayed:
@@ -300,7 +300,7 @@ class CartStore:
             self._limits_json,
             _payload_enc.encode(payload),
             owner.id,
-            uuid.uuid4().hex,
+            secrets.token_hex(16),  # the id of a new cart, if this change starts one
             self._currency,
         ]
         reply = await self._guarded(
