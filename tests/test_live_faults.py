@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from cartsync.storage.keys import OwnerKeys
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
 from tests.test_live import (
@@ -389,4 +390,92 @@ async def test_a_client_resuming_with_an_old_epoch_gets_a_snapshot(
     async with live(outage_service, token) as b:
         await b.send({"type": "sync", "since": 3, "epoch": cart["epoch"]})
         assert [e["rev"] for e in await b.events(2)] == [4, 5]
+        await b.quiet()
+
+
+# A failover that lost the last changes -----------------------------------------------------
+
+
+def rewind(redis: RedisProcess, owner: str) -> Callable[[], None]:
+    """Save the owner's keys now; the returned call puts them back as they were.
+
+    What a Sentinel failover does when the replica it promotes had not yet received the last
+    changes: the owner is back at an earlier revision, and the next changes take the lost ones'
+    revision numbers.
+    """
+    keys = OwnerKeys(owner).data_keys()
+    with redis.client() as r:
+        saved = {k: (r.dump(k), r.pttl(k)) for k in keys if r.exists(k)}
+
+    def restore() -> None:
+        with redis.client() as r:
+            r.delete(*keys)
+            for key, (blob, ttl) in saved.items():
+                r.restore(key, max(ttl, 0), blob)
+
+    return restore
+
+
+async def test_a_client_resuming_on_a_revision_a_failover_reused_gets_a_snapshot(
+    private_redis: RedisProcess, outage_service: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    token = tokens.token("customer", customer_id)
+    async with rest(outage_service, token) as a:
+        await add_lines(a, ["KEPT-1", "KEPT-2"])
+        back_to_2 = rewind(private_redis, f"c:{customer_id}")
+        async with live(outage_service, token) as b:
+            await b.sync(2)
+            await add_lines(a, ["LOST-3"])
+            (seen,) = await b.events(1)
+        back_to_2()
+        await add_lines(a, ["NEW-3", "NEW-4"])
+        cart = (await a.get("/v1/cart")).json()
+        assert (cart["rev"], cart["epoch"]) == (4, seen["epoch"])
+
+        async with live(outage_service, token) as b:
+            await b.send({"type": "sync", "since": 3, "epoch": seen["epoch"], "at": seen["at"]})
+            snap = await b.frame()
+            assert snap["type"] == "snapshot", f"deltas on a revision that was lost: {snap}"
+            assert snap["cart"] == cart
+            assert "LOST-3" not in {x["sku"] for x in snap["cart"]["lines"]}
+            await b.quiet()
+
+        # Sanity: a client whose revision 3 is the server's is served from the log.
+        new_3 = (await a.get("/v1/cart/history", params={"since": 2})).json()["events"][0]
+        async with live(outage_service, token) as b:
+            await b.send({"type": "sync", "since": 3, "epoch": seen["epoch"], "at": new_3["at"]})
+            assert [e["rev"] for e in await b.events(1)] == [4]
+            await b.quiet()
+
+
+@pytest.mark.parametrize("pubsub", ["kept", "killed"])
+async def test_an_open_socket_on_a_revision_a_failover_reused_gets_a_snapshot(
+    private_redis: RedisProcess,
+    outage_service: ServiceProcess,
+    tokens: Tokens,
+    customer_id: str,
+    pubsub: str,
+) -> None:
+    """Whether the socket learns of the reuse from a live event or from the catch-up after its
+    subscription was replaced, it gets a snapshot, then events that continue it."""
+    token = tokens.token("customer", customer_id)
+    async with rest(outage_service, token) as a, live(outage_service, token) as b:
+        await b.sync(0)
+        await add_lines(a, ["KEPT-1", "KEPT-2"])
+        back_to_2 = rewind(private_redis, f"c:{customer_id}")
+        await add_lines(a, ["LOST-3"])
+        assert [e["rev"] for e in await b.events(3)] == [1, 2, 3]
+        back_to_2()
+        if pubsub == "killed":
+            with private_redis.client() as r:
+                r.client_kill_filter(_type="pubsub")
+        await add_lines(a, ["NEW-3", "NEW-4"])
+        cart = (await a.get("/v1/cart")).json()
+
+        snap = await b.frame(wait_s=RECOVERY_S)
+        assert snap["type"] == "snapshot", f"deltas on a revision that was lost: {snap}"
+        lines = {x["sku"] for x in snap["cart"]["lines"]}
+        for event in await b.events(cart["rev"] - snap["rev"]):
+            lines.add(event["data"]["line"]["sku"])
+        assert lines == {"KEPT-1", "KEPT-2", "NEW-3", "NEW-4"} == {x["sku"] for x in cart["lines"]}
         await b.quiet()

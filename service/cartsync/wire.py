@@ -249,6 +249,9 @@ class AuthFrame(Frame, tag="auth"):
 class SyncFrame(Frame, tag="sync"):
     since: Annotated[int, Meta(ge=0)] | None = None
     epoch: Annotated[str, Meta(max_length=64)] | None = None
+    at: Annotated[str, Meta(max_length=64)] | None = None
+    """When revision ``since`` was made (its event's ``at``, a snapshot's ``cart.updated_at``):
+    if a failover lost that change, the server's revision ``since`` has another ``at``."""
 
 
 class OpFrame(Frame, tag="op"):

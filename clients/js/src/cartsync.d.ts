@@ -271,6 +271,8 @@ export type ConnectionState = "connecting" | "open" | "offline" | "closed";
 export interface LiveState {
   rev: number;
   epoch: string | null;
+  /** When the change at `rev` was made; sent on resume so a failover's lost tail is noticed. */
+  at: string | null;
   cart: Cart;
   wishlists: Wishlist[];
 }

@@ -799,6 +799,8 @@ export class CartsyncClient extends EventTarget {
     if (this.#state && !fresh) {
       frame.since = this.#state.rev;
       if (this.#state.epoch != null) frame.epoch = this.#state.epoch;
+      // Lets the server tell our revision from another change a failover gave the same number.
+      if (this.#state.at != null) frame.at = this.#state.at;
     }
     this.#syncSentAt = Date.now();
     this.#sendFrame(ws, frame);
@@ -847,7 +849,13 @@ export class CartsyncClient extends EventTarget {
   #onSnapshot(frame) {
     const cart = { ...frame.cart, rev: frame.rev };
     this.#syncSentAt = null;
-    this.#state = { rev: frame.rev, epoch: cart.epoch ?? null, cart, wishlists: withDefaultWishlist(frame.wishlists ?? []) };
+    this.#state = {
+      rev: frame.rev,
+      epoch: cart.epoch ?? null,
+      at: cart.updated_at ?? null,
+      cart,
+      wishlists: withDefaultWishlist(frame.wishlists ?? []),
+    };
     this.#emit("cart", this.#state.cart);
     this.#emit("wishlists", this.#state.wishlists);
     this.#emit("snapshot", this.#state);
@@ -875,7 +883,13 @@ export class CartsyncClient extends EventTarget {
     const cartChanged = next.cart !== state.cart;
     const cart = { ...next.cart, rev: event.rev, epoch: event.epoch ?? state.epoch };
     if (cartChanged) cart.updated_at = event.at;
-    this.#state = { rev: event.rev, epoch: event.epoch ?? state.epoch, cart, wishlists: next.wishlists };
+    this.#state = {
+      rev: event.rev,
+      epoch: event.epoch ?? state.epoch,
+      at: event.at ?? null,
+      cart,
+      wishlists: next.wishlists,
+    };
     this.#emit("event", event);
     if (cartChanged) this.#emit("cart", this.#state.cart);
     if (next.wishlists !== state.wishlists) this.#emit("wishlists", this.#state.wishlists);

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
+from tests.test_live_faults import rewind
 
 from cartsync_client import (
     CartMirror,
@@ -246,3 +247,50 @@ async def test_answers_server_pings_and_stays_connected(
         proc.stop()
     assert live.connections == 1  # never dropped for silence
     assert mirror.agrees_with(cart)
+
+
+async def test_resuming_where_a_failover_lost_changes_gets_a_snapshot(
+    service: ServiceProcess,
+    redis_server: RedisProcess,
+    tokens: Tokens,
+    customer_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The laptop saw revision 3; a failover lost it and the next change took number 3. The
+    client resumes with when its revision 3 was made, so the server knows to send a snapshot
+    rather than revision 4 on top of a change that no longer exists."""
+    env = service_env(redis_server.url, tmp_path_factory.mktemp("failover"))
+    live_service = ServiceProcess(env).start()
+    token = tokens.token("customer", customer_id)
+    try:
+        async with (
+            _client(service.url, token, "phone") as a,
+            _client(live_service.url, token, "laptop") as b,
+            b.subscribe(backoff=FAST) as live,
+        ):
+            mirror = CartMirror()
+            mirror.apply(await asyncio.wait_for(anext(live), 10))
+            await a.add_line("KEPT-1")
+            await a.add_line("KEPT-2")
+            back_to_2 = rewind(redis_server, f"c:{customer_id}")
+            await a.add_line("LOST-3")
+            async with asyncio.timeout(30):
+                while mirror.rev < 3:
+                    mirror.apply(await anext(live))
+
+            live_service.stop()
+            back_to_2()  # the promoted replica never had revision 3
+            await a.add_line("NEW-3")
+            await a.add_line("NEW-4")
+            live_service = ServiceProcess(env, port=live_service.port).start()
+
+            resumed = await asyncio.wait_for(anext(live), 30)
+            mirror.apply(resumed)
+            cart = await a.get_cart()
+            wishlists = await a.list_wishlists()
+    finally:
+        live_service.stop()
+    assert isinstance(resumed, Snapshot), f"deltas on a lost revision: {resumed}"
+    assert resumed.rev == cart.rev == 4
+    assert [x.sku for x in cart.lines] == ["KEPT-1", "KEPT-2", "NEW-3", "NEW-4"]
+    assert mirror.agrees_with(cart, wishlists.wishlists)

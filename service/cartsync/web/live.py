@@ -69,6 +69,7 @@ _revocation = msgspec.json.Decoder(_Revocation)
 class _EventHead(msgspec.Struct):
     rev: int
     epoch: str | None = None
+    at: str | None = None
 
 
 _event_head = msgspec.json.Decoder(_EventHead)
@@ -186,8 +187,12 @@ class Session:
         self.wanted: int | bool | None = False
         """A pending ``sync``: False for none, None for a snapshot, an int to resume after."""
         self.wanted_epoch: str | None = None
+        self.wanted_at: str | None = None
         self.epoch: str | None = None
         """The epoch ``position`` counts in."""
+        self.position_at: str | None = None
+        """When the change at ``position`` was made: tells it from another change that took
+        its revision after a failover lost it."""
         self.listener: Listener | None = None
         self.last_heard = 0.0
         self._send_lock = asyncio.Lock()
@@ -237,6 +242,7 @@ class Session:
             if isinstance(frame, wire.SyncFrame):
                 self.wanted = frame.since
                 self.wanted_epoch = frame.epoch
+                self.wanted_at = frame.at
                 assert self.listener is not None
                 self.listener.offer(RESYNC)
             elif isinstance(frame, wire.OpFrame):
@@ -324,14 +330,16 @@ class Session:
             if head.epoch != self.epoch and not fresh:
                 await self._snapshot()  # the owner's data restarted (erased, expired, lost)
                 continue
+            if head.rev == self.position and head.at != self.position_at:
+                await self._snapshot()  # this revision now names another change: a lost tail
+                continue
             if head.rev <= self.position:
                 continue  # already delivered from the log
             if head.rev == self.position + 1:
                 self._check_grant(frame)
                 await self.send(event_frame(frame))
                 self.services.metrics.events.inc()
-                self.position = head.rev
-                self.epoch = head.epoch
+                self.position, self.epoch, self.position_at = head.rev, head.epoch, head.at
             else:
                 await self._catch_up()  # a revision went missing on the way: read the log
 
@@ -341,27 +349,48 @@ class Session:
             if since is None or isinstance(since, bool):
                 await self._snapshot()  # sync without since: the client starts from state
                 return
+            known_at, self.wanted_at = self.wanted_at, None
         elif self.position is None:
             return  # the client has not synced yet: nothing to deliver
         else:
-            since = self.position
-        history = await self.store.history(self.owner, since, self.services.settings.event_log_max)
-        reaches = history.log_first is not None and history.log_first <= since + 1
+            since, known_at = self.position, self.position_at
+        # From revision ``since`` itself when there is an ``at`` to check it against.
+        first = since - 1 if known_at is not None and since > 0 else since
+        history = await self.store.history(self.owner, first, self.services.settings.event_log_max)
+        reaches = history.log_first is not None and history.log_first <= first + 1
         known = self.wanted_epoch if self.wanted_epoch is not None else self.epoch
         epoch_changed = known is not None and known != history.epoch
         self.wanted_epoch = None
-        if epoch_changed or since > history.rev or (since < history.rev and not reaches):
-            await self._snapshot()  # the log no longer reaches back, or Redis lost data
+        heads = [(_event_head.decode(raw), raw) for raw in history.raw_events]
+        if known_at is not None and 0 < since <= history.rev:
+            at_since = (
+                history.cart.updated_at
+                if since == history.rev
+                else next((h.at for h, _ in heads if h.rev == since), None)
+            )
+            diverged = at_since != known_at
+        else:
+            diverged = False
+        if (
+            epoch_changed
+            or diverged
+            or since > history.rev
+            or (since < history.rev and not reaches)
+        ):
+            # The log no longer reaches back, Redis lost data, or a failover lost the change
+            # at ``since`` and another took its revision: only a snapshot is right.
+            await self._snapshot()
             return
-        for raw in history.raw_events:
-            rev = _event_head.decode(raw).rev
-            if rev > since:
+        at = known_at
+        for head, raw in heads:
+            if head.rev > since:
                 self._check_grant(raw)
                 await self.send(event_frame(raw))
                 self.services.metrics.events.inc()
-                since = rev
-        self.position = since
-        self.epoch = history.epoch
+                since, at = head.rev, head.at
+        if since == history.rev:
+            at = history.cart.updated_at
+        self.position, self.epoch, self.position_at = since, history.epoch, at
 
     async def _snapshot(self) -> None:
         snap = await self.store.snapshot(self.owner, "state")
@@ -370,6 +399,7 @@ class Session:
         self.services.metrics.snapshots.inc()
         self.position = snap.rev
         self.epoch = snap.epoch
+        self.position_at = snap.cart.updated_at
 
     async def _keepalive(self) -> None:
         interval = self.services.settings.ws_ping_interval_s

@@ -126,6 +126,10 @@ class RevisionGate:
 
     def __init__(self, since: int | None, resync_after_s: float = 5.0) -> None:
         self.rev = since
+        self.epoch: str | None = None
+        self.at: str | None = None
+        """When the change at ``rev`` was made: sent on resume, so that a server whose failover
+        lost that change (and gave its number to another) answers with a snapshot."""
         self.resync_after_s = resync_after_s
         self._awaiting_sync = False
         self._sync_sent_at = 0.0
@@ -134,18 +138,21 @@ class RevisionGate:
         self._awaiting_sync = True
         self._sync_sent_at = now
 
-    def snapshot(self, rev: int) -> None:
+    def snapshot(self, rev: int, *, epoch: str | None = None, at: str | None = None) -> None:
         """A snapshot replaces everything, even at a lower revision (the owner was erased)."""
-        self.rev = rev
+        self.rev, self.epoch, self.at = rev, epoch, at
         self._awaiting_sync = False
 
-    def event(self, rev: int, now: float) -> Verdict:
+    def event(
+        self, rev: int, now: float, *, epoch: str | None = None, at: str | None = None
+    ) -> Verdict:
         if self.rev is None or rev <= self.rev:
             return "drop"  # before the first snapshot, or already handed over
         if rev > self.rev + 1:
             stale = now - self._sync_sent_at > self.resync_after_s
             return "resync" if not self._awaiting_sync or stale else "drop"
-        self.rev = rev
+        self.rev, self.at = rev, at
+        self.epoch = epoch or self.epoch
         self._awaiting_sync = False
         return "deliver"
 
@@ -376,7 +383,8 @@ class Subscription:
                 if isinstance(frame, _EventFrame):
                     await self._on_event(ws, frame.event)
                 elif isinstance(frame, _SnapshotFrame):
-                    self._gate.snapshot(frame.rev)
+                    cart = frame.cart
+                    self._gate.snapshot(frame.rev, epoch=cart.epoch, at=cart.updated_at)
                     await self._deliver(Snapshot(frame.rev, frame.cart, frame.wishlists))
                 elif isinstance(frame, _AckFrame):
                     ack = Ack(frame.id, frame.rev, frame.status, frame.result, frame.replayed)
@@ -403,11 +411,16 @@ class Subscription:
         sync: dict[str, Any] = {"type": "sync"}
         if self._gate.rev is not None:
             sync["since"] = self._gate.rev
+            if self._gate.epoch is not None:
+                sync["epoch"] = self._gate.epoch
+            if self._gate.at is not None:
+                sync["at"] = self._gate.at
         self._gate.sync_sent(asyncio.get_running_loop().time())
         await ws.send(_encoder.encode(sync).decode())
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
-        verdict = self._gate.event(event.rev, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        verdict = self._gate.event(event.rev, now, epoch=event.epoch, at=event.at)
         if verdict == "deliver":
             await self._deliver(event)
         elif verdict == "resync":

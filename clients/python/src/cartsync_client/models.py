@@ -74,6 +74,8 @@ class Cart(msgspec.Struct):
     lines: list[Line]
     note: str
     updated_at: str | None
+    epoch: str | None = None
+    """Names this run of revisions; it changes when the owner's data starts again."""
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):
@@ -104,6 +106,7 @@ class Event(msgspec.Struct):
     data: dict[str, Any]
     actor: Actor
     at: str
+    epoch: str | None = None
 
 
 class Snapshot(msgspec.Struct):
