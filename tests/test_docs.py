@@ -194,3 +194,31 @@ def test_readme_first_screen_gives_the_make_targets() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in ("run", "test"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"Makefile has no {target} target"
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_between_the_docs_reach_a_file_and_a_heading() -> None:
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in _LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto: ...
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md":
+                anchors = {_anchor(h) for h in _HEADING.findall(linked.read_text())}
+                if anchor not in anchors:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
