@@ -6,11 +6,10 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from limits import RateLimitItem, parse_many, strategies
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import MemoryStorage, storage_from_string
-from limits.util import WindowStats
+from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from cartsync.auth.tokens import TokenIssuer, TokenVerifier
@@ -23,42 +22,19 @@ from cartsync.web.inputs import bearer_token
 from cartsync.web.metrics import Metrics
 
 
-class _InProcess:
-    """The synchronous moving window behind the asyncio limiter's two calls.
-
-    Counting in this process's memory never waits, so the synchronous flavour serves an event
-    loop as it is and sweeps expired entries on a timer thread at most every 10 ms; the asyncio
-    memory storage starts a sweep after every hit, with an ``asyncio.to_thread`` hop per key
-    (a tenth of a mutation's CPU). Same moving window, same budgets.
-    """
-
-    def __init__(self) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(MemoryStorage())
-
-    async def hit(self, item: RateLimitItem, *identity: str) -> bool:
-        return self._limiter.hit(item, *identity)
-
-    async def get_window_stats(self, item: RateLimitItem, *identity: str) -> WindowStats:
-        return self._limiter.get_window_stats(item, *identity)
-
-
 class RateLimits:
     """Per-principal request budgets (the ``limits`` library does the counting)."""
 
     def __init__(self, settings: Settings) -> None:
         uri = settings.rate_limit_storage
-        scheme = uri.split("://")[0].removeprefix("async+")
-        self._limiter: _InProcess | MovingWindowRateLimiter
-        if scheme == "memory":
-            self._limiter = _InProcess()
-        else:
-            if not uri.startswith("async+"):
-                uri = "async+" + uri  # the asyncio flavour of the same backend
-            # The Redis backend defaults to coredis; we already ship redis-py.
-            options = {"implementation": "redispy"} if "redis" in scheme else {}
-            storage = storage_from_string(uri, **options)
-            assert isinstance(storage, Storage)
-            self._limiter = MovingWindowRateLimiter(storage)
+        if not uri.startswith("async+"):
+            uri = "async+" + uri  # the asyncio flavour of the same backend
+        # The Redis backend defaults to coredis; we already ship redis-py.
+        options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
+        storage = storage_from_string(uri, **options)
+        assert isinstance(storage, Storage)
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(self._storage)
         self._principal = parse_many(settings.rate_limit)
         self._service = parse_many(settings.service_rate_limit)
         self._guest_issue = parse_many(settings.guest_issue_rate_limit)
