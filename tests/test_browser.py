@@ -1,13 +1,16 @@
-"""The staff tablet and the demo phone in a real headless Chromium (tests/browser/flow.mjs).
+"""The staff tablet and the demo phone in a real headless Chromium (tests/browser/*.mjs).
 
 A customer's phone shows a hand-off code, a store tablet opens the cart with it, each sees the
-other's changes live, and the tablet loses the cart when the customer revokes the access.
-Screenshots of both pages go to artifacts/screenshots/.
+other's changes live, and the tablet loses the cart when the customer revokes the access
+(flow.mjs) or when the grant's time runs out (expiry.mjs). Screenshots of both pages go to
+artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
 import uuid
 from pathlib import Path
 
@@ -42,28 +45,87 @@ def test_pages_are_served(service: ServiceProcess) -> None:
         assert needle in response.text, path
 
 
+def run_scenario(
+    script: str, service: ServiceProcess, customer_token: str, staff_token: str, **extra: str
+) -> str:
+    """Run one tests/browser script against ``service``; its output, or the test fails."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; .ci/run installs it (apt-get install chromium)")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")},
+        "CARTSYNC_URL": service.url,
+        "CARTSYNC_CUSTOMER_TOKEN": customer_token,
+        "CARTSYNC_STAFF_TOKEN": staff_token,
+        "CARTSYNC_SCREENSHOTS": str(SCREENSHOTS),
+        "CHROMIUM": CHROMIUM,
+        **extra,
+    }
+    code, output = node.run(
+        [f"tests/browser/{script}"], cwd=ROOT, env=env, timeout_s=FLOW_TIMEOUT_S
+    )
+    if code != 0:
+        pytest.fail(
+            f"{script} failed ({code}):\n{output}\n\nservice log (tail):\n{service.log()}",
+            pytrace=False,
+        )
+    return output
+
+
 @pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
 def test_handoff_flow_in_chromium(
     browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; .ci/run installs it (apt-get install chromium)")
     service = ServiceProcess(service_env(redis_server.url, tmp_path / "service")).start()
     try:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")},
-            "CARTSYNC_URL": service.url,
-            "CARTSYNC_CUSTOMER_TOKEN": tokens.token("customer", f"shopper-{uuid.uuid4().hex[:8]}"),
-            "CARTSYNC_STAFF_TOKEN": tokens.token("staff", "alice", store="s1"),
-            "CARTSYNC_SCREENSHOTS": str(SCREENSHOTS),
-            "CHROMIUM": CHROMIUM,
-        }
-        code, output = node.run(
-            ["tests/browser/flow.mjs"], cwd=ROOT, env=env, timeout_s=FLOW_TIMEOUT_S
+        run_scenario(
+            "flow.mjs",
+            service,
+            tokens.token("customer", f"shopper-{uuid.uuid4().hex[:8]}"),
+            tokens.token("staff", "alice", store="s1"),
         )
-        log = service.log()
     finally:
         service.stop()
-    assert code == 0, f"the browser flow failed ({code}):\n{output}\n\nservice log (tail):\n{log}"
     for name in ("phone.png", "tablet.png", "tablet-ended.png"):
         assert (SCREENSHOTS / name).stat().st_size > 0, name
+
+
+GRANT_TTL_S = 5
+"""Long enough for the tablet to open the cart on a loaded machine, short enough to wait out."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_expired_grant_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    ttl = {"CARTSYNC_GRANT_TTL_SECONDS": str(GRANT_TTL_S)}
+    service = ServiceProcess(service_env(redis_server.url, tmp_path / "service", **ttl)).start()
+    customer = tokens.token("customer", f"shopper-{uuid.uuid4().hex[:8]}")
+    staff = tokens.token("staff", "bob", store="s1")
+    started = time.time()
+    try:
+        output = run_scenario("expiry.mjs", service, customer, staff, **ttl)
+        found = re.search(r"^grant (\S+)$", output, re.MULTILINE)
+        assert found, f"expiry.mjs named no grant:\n{output}"
+        base = f"{service.url}/v1"
+        as_customer = {"Authorization": f"Bearer {customer}"}
+        as_staff = {"Authorization": f"Bearer {staff}"}
+        with httpx.Client(base_url=base, timeout=10) as http:
+            # What the tablet would send if it still tried: the service refuses the ended grant.
+            grant = f"/grants/{found[1]}"
+            late = http.post(f"{grant}/cart/lines", json={"sku": "LATE-9"}, headers=as_staff)
+            assert late.status_code == 404, late.text
+            assert late.json()["error"]["code"] == "grant_not_found"
+            ready = http.put(f"{grant}/cart/collection", json={"ready": True}, headers=as_staff)
+            assert ready.status_code == 404, ready.text
+            assert http.get(f"{grant}/cart", headers=as_staff).status_code == 404
+            cart = http.get("/cart", headers=as_customer).json()
+            grants = http.get("/grants", headers=as_customer).json()["grants"]
+    finally:
+        service.stop()
+    assert [line["sku"] for line in cart["lines"]] == ["TSHIRT-1"]
+    assert cart["ready_for_collection"] is False
+    assert grants == []
+    for name in ("tablet-expired.png", "phone-expired.png"):
+        shot = (SCREENSHOTS / name).stat()
+        assert shot.st_size > 0, name
+        assert shot.st_mtime >= started - 1, f"{name} is not from this run"

@@ -7,6 +7,7 @@ const TOKEN_KEY = "cartsync.demo.token";
 const DEVICE_ID = "phone";
 
 let client = null;
+let grantsTimer = null; // refreshes the list when the next grant expires: no event says so
 const toFlash = new Set();
 const message = $("#message");
 const badge = $("#connection");
@@ -47,6 +48,7 @@ async function signIn(token) {
 }
 
 function signOut() {
+  clearTimeout(grantsTimer);
   client?.close();
   client = null;
   sessionStorage.removeItem(TOKEN_KEY);
@@ -201,6 +203,10 @@ async function refreshGrants() {
     ),
   );
   $("#grants").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nobody but you")]));
+  clearTimeout(grantsTimer);
+  const next = Math.min(...grants.map((g) => Date.parse(g.expires_at)).filter(Number.isFinite));
+  // A second late, so that the service no longer lists it; at most a day ahead (timers overflow).
+  if (Number.isFinite(next)) grantsTimer = setTimeout(refreshGrants, Math.min(Math.max(0, next - Date.now()) + 1_000, 86_400_000));
 }
 
 async function revoke(grantId) {

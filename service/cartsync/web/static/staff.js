@@ -5,10 +5,14 @@ import { $, attrsText, claimsOf, describeError, el, flash, formatTime, say, show
 
 const TOKEN_KEY = "cartsync.staff.token";
 const DEVICE_ID = "staff-tablet";
+// The server closes the socket when a grant expires; this much later the page ends it itself,
+// for a tablet that was offline at that moment.
+const EXPIRY_GRACE_MS = 5_000;
 
 let staff = null; // the staff member's own client: claims codes
 let tablet = null; // the client of one grant: the customer's data
 let grant = null;
+let expiryTimer = null;
 const toFlash = new Set(); // ids the change being shown touched
 
 const message = $("#message");
@@ -100,6 +104,8 @@ async function openGrant(newGrant) {
   });
   $("#customer-name").textContent = grant.owner.replace(/^[cg]:/, "");
   $("#grant-expires").textContent = formatTime(grant.expires_at);
+  const left = Date.parse(grant.expires_at) - Date.now();
+  if (left >= 0) expiryTimer = setTimeout(() => endAccess("grant expired"), left + EXPIRY_GRACE_MS);
   $("#cart").replaceChildren();
   $("#wishlists").replaceChildren();
   show("customer");
@@ -112,6 +118,10 @@ async function openGrant(newGrant) {
 
 /** Access is over: revoked or expired (`reason`), or the staff member closed the cart (null). */
 function endAccess(reason) {
+  // A tablet that reconnects after the end hears only "grant ended or not yours": the time tells.
+  const expired = reason === "grant expired" || (reason !== "grant revoked" && grant !== null && Date.now() >= Date.parse(grant.expires_at));
+  clearTimeout(expiryTimer);
+  expiryTimer = null;
   tablet?.close();
   tablet = null;
   grant = null;
@@ -124,7 +134,8 @@ function endAccess(reason) {
     show(staff ? "claim" : "signin");
     return;
   }
-  $("#ended-text").textContent = reason === "grant expired" ? "Access ended: the time is up" : "Access ended by the customer";
+  $("#ended").dataset.reason = expired ? "expired" : "revoked";
+  $("#ended-text").textContent = expired ? "Access expired: ask the customer for a new code" : "Access ended by the customer";
   show("ended");
 }
 
