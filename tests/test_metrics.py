@@ -67,5 +67,6 @@ async def test_requests_redis_calls_and_sockets_are_counted(
     assert delta("cartsync_events_pushed_total") >= 3
     assert during[("cartsync_websocket_connections", ())] >= 1
     assert ("cartsync_pubsub_reconnects_total", ()) in after
+    assert ("cartsync_pubsub_rehomed_total", ()) in after
     # Raw paths with ids never become labels: cardinality stays bounded.
     assert not any("L9" in str(labels) for _, labels in after)

@@ -333,6 +333,13 @@ async def test_a_socket_keeps_every_change_while_its_owner_slot_moves_between_no
         assert history["complete"] is True
         assert [e["rev"] for e in history["events"]] == list(range(1, total + 1))
 
+    # Instance two learned of each move from Redis ending its subscription, and renewed it.
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(f"{two.url}/metrics")).text
+    rehomed = [ln for ln in metrics.splitlines() if ln.startswith("cartsync_pubsub_rehomed_total")]
+    assert len(rehomed) == 1, metrics
+    assert float(rehomed[0].split()[-1]) >= 2, rehomed
+
     # A fresh socket on either instance resumes from the moved slot as well.
     for instance in (one, two):
         async with live(instance, token) as c:

@@ -98,6 +98,11 @@ class _HubCollector(Collector):
             "Times the pub/sub connection was replaced",
             value=self._hub.reconnects,
         )
+        yield CounterMetricFamily(
+            "cartsync_pubsub_rehomed",
+            "Subscriptions Redis ended while they had listeners (a Cluster slot moved), renewed",
+            value=self._hub.rehomed,
+        )
         yield GaugeMetricFamily(
             "cartsync_pubsub_channels", "Owners with local listeners", value=self._hub.channels
         )
