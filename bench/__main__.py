@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from bench import fanout, growth, idle, mutation, propagation
-from bench.harness import Report
+from bench.harness import Report, unpin_self
 
 BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     mutation.NAME: mutation.run,
@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
-        report = BENCHMARKS[name](args.quick)
+        try:
+            report = BENCHMARKS[name](args.quick)
+        finally:
+            unpin_self()
         path = report.write()
         sys.stdout.write(report.markdown())
         sys.stdout.write(f"\nresults: {path}\n")

@@ -22,6 +22,10 @@ import httpx
 from tests.support.processes import RedisProcess, ServiceProcess, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+START_CORES: frozenset[int] | None = (
+    frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+)
+"""The cores this process might use when it started, before a benchmark pinned it to one."""
 REPEATS = 3
 """Each measurement runs this many times; reports give the median and the range."""
 
@@ -42,7 +46,7 @@ class Cores:
         """Servers on core 0, the load generator on core 1, when this process may use both."""
         if not hasattr(os, "sched_setaffinity"):
             return cls(None, None, "os.sched_setaffinity is not available on this platform")
-        allowed = os.sched_getaffinity(0)
+        allowed = START_CORES or frozenset()
         if not {0, 1} <= allowed:
             return cls(None, None, f"cores 0 and 1 are not both available (allowed: {allowed})")
         return cls(frozenset({0}), frozenset({1}))
@@ -73,6 +77,13 @@ def _threads(n: int) -> str:
 
 def _cpus(cores: frozenset[int]) -> str:
     return ",".join(str(c) for c in sorted(cores))
+
+
+def unpin_self() -> None:
+    """Give this process back the cores it started with: the next benchmark's processes
+    inherit them, and one left on a single core would measure something else."""
+    if START_CORES is not None:
+        pin_tree(os.getpid(), START_CORES)
 
 
 def pin_tree(pid: int, cores: frozenset[int]) -> int:
