@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,31 @@ class PeerMissing(RuntimeError):
     """node or the peer's node_modules are not there: the peer rows are left out."""
 
 
+NPM_TIMEOUT_S = 300
+
+
 def available() -> str | None:
-    """Why the peer cannot run here, or None when it can."""
+    """Why the peer cannot run here, or None when it can; installs its packages (``npm ci``
+    from the lock file) the first time."""
     if shutil.which("node") is None:
         return "node is not on PATH"
     if not (PEER_DIR / "node_modules" / "socket.io").is_dir():
-        return f"run `npm ci` in {PEER_DIR} first"
+        npm = shutil.which("npm")
+        if npm is None:
+            return "npm is not on PATH to install the peer's packages"
+        try:
+            done = subprocess.run(  # noqa: S603 - npm from PATH, fixed arguments
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=PEER_DIR,
+                capture_output=True,
+                timeout=NPM_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"`npm ci` in {PEER_DIR} took over {NPM_TIMEOUT_S} s"
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-500:]
+            return f"`npm ci` in {PEER_DIR} failed ({done.returncode}): {tail}"
     return None
 
 

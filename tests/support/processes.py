@@ -81,15 +81,18 @@ class RedisProcess:
         raise RuntimeError("redis-server did not answer PING within 10 s")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill(self.proc)
         self.proc = None
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server (no shutdown save, like a crash) and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 TEST_SECRET = "test-kid:" + "s3cr3t-for-tests-only-" + "x" * 24

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import redis
 
-from tests.support.processes import RedisProcess, free_port, redis_server_binary
+from tests.support.processes import RedisProcess, free_port, kill, redis_server_binary
 
 READY_TIMEOUT_S = 30.0
 """Longest wait for a cluster or a sentinel set to settle."""
@@ -65,7 +63,23 @@ def _node(port: int, timeout_s: float = 2.0) -> redis.Redis:
 # Cluster -----------------------------------------------------------------------------------
 
 
-class RedisCluster3:
+class _Topology:
+    """Started on entering a ``with`` block, stopped (every process killed) on leaving it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class RedisCluster3(_Topology):
     """Three cluster-enabled masters, no replicas, all 16384 slots assigned."""
 
     def __init__(self, workdir: Path) -> None:
@@ -81,7 +95,7 @@ class RedisCluster3:
         """Any node will do as a seed: the client learns the rest from CLUSTER SLOTS."""
         return f"redis://127.0.0.1:{self.ports[0]}"
 
-    def start(self) -> RedisCluster3:
+    def start(self) -> Self:
         try:
             for n in range(3):
                 node = RedisProcess(
@@ -134,17 +148,6 @@ class RedisCluster3:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> RedisCluster3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # Inspecting and moving slots
 
@@ -352,11 +355,7 @@ class SentinelProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill(self.proc)
         self.proc = None
 
     def client(self) -> redis.Redis:
@@ -366,7 +365,7 @@ class SentinelProcess:
         return _tail(self.workdir / "sentinel.log")
 
 
-class SentinelSet:
+class SentinelSet(_Topology):
     """A master, one replica of it (through a ``ReplicationLink``), and three sentinels
     (quorum 2) watching them."""
 
@@ -395,7 +394,7 @@ class SentinelSet:
     def servers(self) -> list[RedisProcess]:
         return [self.master, self.replica]
 
-    def start(self) -> SentinelSet:
+    def start(self) -> Self:
         try:
             self.master.start()
             self.replica.start()
@@ -475,17 +474,6 @@ class SentinelSet:
         for server in self.servers:
             server.stop()
         self.link.close()
-
-    def __enter__(self) -> SentinelSet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _text(value: bytes | str) -> str:
