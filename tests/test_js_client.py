@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
+from tests.test_live_faults import rewind
 
 JS_DIR = ROOT / "clients" / "js"
 STATIC_DIR = ROOT / "service" / "cartsync" / "web" / "static"
@@ -55,9 +56,14 @@ def running(env: dict[str, str]) -> Iterator[ServiceProcess]:
 
 
 @contextmanager
-def control_endpoint(service: ServiceProcess) -> Iterator[str]:
-    """``POST /stop`` and ``POST /start`` on a loopback port stop and start ``service``."""
+def control_endpoint(
+    service: ServiceProcess, redis: RedisProcess, rewound_owner: str
+) -> Iterator[str]:
+    """``POST /stop`` and ``POST /start`` on a loopback port stop and start ``service``;
+    ``POST /save`` and ``POST /rewind`` save ``rewound_owner``'s keys and put them back, as a
+    failover that lost the changes made in between would."""
     lock = threading.Lock()
+    saved: list[Callable[[], None]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -68,8 +74,12 @@ def control_endpoint(service: ServiceProcess) -> Iterator[str]:
                     elif self.path == "/start":
                         if service.proc is None:
                             service.start()
+                    elif self.path == "/save":
+                        saved[:] = [rewind(redis, rewound_owner)]
+                    elif self.path == "/rewind" and saved:
+                        saved.pop()()
                     else:
-                        self._answer(404, "POST /stop or /start")
+                        self._answer(404, "POST /stop, /start, /save or /rewind (after /save)")
                         return
                 self._answer(200, "ok")
             except Exception as exc:  # the JS test shows it; the thread must not die with it
@@ -97,15 +107,20 @@ def control_endpoint(service: ServiceProcess) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def suite_tokens(tokens: Tokens) -> dict[str, str]:
+def suite_ids() -> dict[str, str]:
+    names = ("rest", "live", "off", "hand", "lost")
+    return {name: f"js-{name}-{uuid.uuid4().hex[:8]}" for name in names}
+
+
+def suite_tokens(tokens: Tokens, ids: dict[str, str]) -> dict[str, str]:
     """One customer per JS test file, second devices of some, and a staff member of store s1."""
-    ids = {name: f"js-{name}-{uuid.uuid4().hex[:8]}" for name in ("rest", "live", "off", "hand")}
     return {
         "rest": tokens.token("customer", ids["rest"]),
         "live": tokens.token("customer", ids["live"]),
         "live-2": tokens.token("customer", ids["live"]),
         "offline": tokens.token("customer", ids["off"]),
         "handoff": tokens.token("customer", ids["hand"]),
+        "lost": tokens.token("customer", ids["lost"]),
         "staff": tokens.token("staff", f"staff-{uuid.uuid4().hex[:8]}", store="s1"),
     }
 
@@ -114,6 +129,8 @@ def suite_tokens(tokens: Tokens) -> dict[str, str]:
 def test_js_client_suite(
     js_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
 ) -> None:
+    ids = suite_ids()
+
     def env_for(name: str, **overrides: str) -> dict[str, str]:
         return service_env(redis_server.url, tmp_path / name, **overrides)
 
@@ -121,12 +138,12 @@ def test_js_client_suite(
         running(env_for("main")) as main,
         running(env_for("limited", CARTSYNC_RATE_LIMIT="5/second")) as limited,
         running(env_for("restartable")) as restartable,
-        control_endpoint(restartable) as control_url,
+        control_endpoint(restartable, redis_server, f"c:{ids['lost']}") as control_url,
     ):
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")},
             "CARTSYNC_URL": main.url,
-            "CARTSYNC_TOKENS": json.dumps(suite_tokens(tokens)),
+            "CARTSYNC_TOKENS": json.dumps(suite_tokens(tokens, ids)),
             "CARTSYNC_LIMITED_URL": limited.url,
             "CARTSYNC_RESTARTABLE_URL": restartable.url,
             "CARTSYNC_CONTROL_URL": control_url,

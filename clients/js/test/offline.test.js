@@ -107,3 +107,40 @@ test("a queued change the service refuses is dropped from the queue and its prom
   }
   assert.equal(tablet.pending, 0);
 });
+
+test("a copy that resumes where a failover lost changes is given the server's state, not deltas", async () => {
+  // The laptop saw revision 3; Redis failed over to a replica that never had it, and the phone's
+  // next change took number 3. The client resumes with when its revision 3 was made (`at`).
+  const phone = client("lost", { deviceId: "phone" });
+  const laptop = client("lost", { baseUrl: RESTARTABLE_URL, deviceId: "laptop" });
+  try {
+    await laptop.connect();
+    await phone.addLine({ sku: "KEPT-1" });
+    await phone.addLine({ sku: "KEPT-2" });
+    await control("save");
+    await phone.addLine({ sku: "LOST-3" });
+    await until(() => laptop.rev === 3, "revision 3 on the laptop", 30_000);
+
+    await control("stop");
+    try {
+      await until(() => laptop.connection === "offline", "the laptop to notice", 30_000);
+      await control("rewind");
+      await phone.addLine({ sku: "NEW-3" });
+      await phone.addLine({ sku: "NEW-4" });
+    } finally {
+      await control("start");
+    }
+
+    const server = await phone.getCart();
+    assert.equal(server.rev, 4);
+    await until(() => laptop.connection === "open" && laptop.rev === 4, "revision 4 on the laptop", 30_000);
+    assert.deepEqual(
+      laptop.cart.lines.map((l) => l.sku),
+      ["KEPT-1", "KEPT-2", "NEW-3", "NEW-4"],
+    );
+    assert.deepEqual(laptop.cart.lines, server.lines);
+  } finally {
+    phone.close();
+    laptop.close();
+  }
+});
