@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from tests.conftest import Tokens
@@ -17,6 +20,7 @@ from cartsync_client import (
     PreconditionFailed,
     SessionClosed,
     Snapshot,
+    Subscription,
     Unavailable,
 )
 from client_testkit import FAST, follow
@@ -24,6 +28,24 @@ from client_testkit import FAST, follow
 
 def _client(url: str, token: str, device: str) -> CartsyncClient:
     return CartsyncClient(url, token, device_id=device, backoff=FAST)
+
+
+@contextlib.asynccontextmanager
+async def phone_and_laptop(
+    service: ServiceProcess, redis: RedisProcess, token: str, data_dir: Path
+) -> AsyncIterator[tuple[CartsyncClient, Subscription, ServiceProcess]]:
+    """The phone on ``service``; the laptop subscribed on an instance of its own, which the
+    test may stop and start again (on the same port)."""
+    instance = ServiceProcess(service_env(redis.url, data_dir)).start()
+    try:
+        async with (
+            _client(service.url, token, "phone") as phone,
+            _client(instance.url, token, "laptop") as laptop,
+            laptop.subscribe(backoff=FAST) as live,
+        ):
+            yield phone, live, instance
+    finally:
+        instance.stop()
 
 
 async def test_events_from_another_device_arrive_in_order(
@@ -162,54 +184,46 @@ async def test_resumes_after_service_restart_without_gap_or_duplicate(
     customer_id: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    env = service_env(redis_server.url, tmp_path_factory.mktemp("restarted"))
-    live_service = ServiceProcess(env).start()
     token = tokens.token("customer", customer_id)
-    try:
-        async with (
-            _client(service.url, token, "phone") as a,
-            _client(live_service.url, token, "laptop") as b,
-            b.subscribe(backoff=FAST) as live,
-        ):
-            mirror = CartMirror()
-            revs: list[int] = []
+    data_dir = tmp_path_factory.mktemp("restarted")
+    async with phone_and_laptop(service, redis_server, token, data_dir) as (a, live, instance):
+        mirror = CartMirror()
+        revs: list[int] = []
 
-            async def take(until: int) -> None:
-                async with asyncio.timeout(30):
-                    while mirror.rev < until:
-                        update = await anext(live)
-                        if isinstance(update, Event):
-                            revs.append(update.rev)
-                        mirror.apply(update)
+        async def take(until: int) -> None:
+            async with asyncio.timeout(30):
+                while mirror.rev < until:
+                    update = await anext(live)
+                    if isinstance(update, Event):
+                        revs.append(update.rev)
+                    mirror.apply(update)
 
-            first = await asyncio.wait_for(anext(live), 10)
-            assert isinstance(first, Snapshot)
-            assert first.rev == 0
-            mirror.apply(first)
-            mug = await a.add_line("MUG-1")
-            await a.add_line("CAP-1", qty=2)
-            await take(2)
-            assert live.connections == 1
+        first = await asyncio.wait_for(anext(live), 10)
+        assert isinstance(first, Snapshot)
+        assert first.rev == 0
+        mirror.apply(first)
+        mug = await a.add_line("MUG-1")
+        await a.add_line("CAP-1", qty=2)
+        await take(2)
+        assert live.connections == 1
 
-            live_service.stop()  # closes live sockets with 1001, then exits
-            # Changes made through another instance while this one is down.
-            await a.patch_line(mug.line.id, qty=4)
-            await a.create_wishlist("Later")
-            # An op sent while disconnected waits, and is sent once the socket is back.
-            note = asyncio.create_task(
-                live.send_op("set_note", body={"note": "while away"}, op_id="op-away")
-            )
-            await a.add_item("default", "BOOK-1")
+        instance.stop()  # closes live sockets with 1001, then exits
+        # Changes made through another instance while this one is down.
+        await a.patch_line(mug.line.id, qty=4)
+        await a.create_wishlist("Later")
+        # An op sent while disconnected waits, and is sent once the socket is back.
+        note = asyncio.create_task(
+            live.send_op("set_note", body={"note": "while away"}, op_id="op-away")
+        )
+        await a.add_item("default", "BOOK-1")
 
-            live_service = ServiceProcess(env, port=live_service.port).start()
-            ack = await asyncio.wait_for(note, 30)
-            final = (await a.get_cart()).rev
-            await take(final)
-            cart = await a.get_cart()
-            wishlists = await a.list_wishlists()
-            history = await a.history()
-    finally:
-        live_service.stop()
+        instance.start()  # on the same port
+        ack = await asyncio.wait_for(note, 30)
+        final = (await a.get_cart()).rev
+        await take(final)
+        cart = await a.get_cart()
+        wishlists = await a.list_wishlists()
+        history = await a.history()
     assert final == 6
     assert revs == list(range(1, final + 1))  # each revision exactly once, in order
     assert live.connections >= 2
@@ -259,37 +273,29 @@ async def test_resuming_where_a_failover_lost_changes_gets_a_snapshot(
     """The laptop saw revision 3; a failover lost it and the next change took number 3. The
     client resumes with when its revision 3 was made, so the server knows to send a snapshot
     rather than revision 4 on top of a change that no longer exists."""
-    env = service_env(redis_server.url, tmp_path_factory.mktemp("failover"))
-    live_service = ServiceProcess(env).start()
     token = tokens.token("customer", customer_id)
-    try:
-        async with (
-            _client(service.url, token, "phone") as a,
-            _client(live_service.url, token, "laptop") as b,
-            b.subscribe(backoff=FAST) as live,
-        ):
-            mirror = CartMirror()
-            mirror.apply(await asyncio.wait_for(anext(live), 10))
-            await a.add_line("KEPT-1")
-            await a.add_line("KEPT-2")
-            back_to_2 = rewind(redis_server, f"c:{customer_id}")
-            await a.add_line("LOST-3")
-            async with asyncio.timeout(30):
-                while mirror.rev < 3:
-                    mirror.apply(await anext(live))
+    data_dir = tmp_path_factory.mktemp("failover")
+    async with phone_and_laptop(service, redis_server, token, data_dir) as (a, live, instance):
+        mirror = CartMirror()
+        mirror.apply(await asyncio.wait_for(anext(live), 10))
+        await a.add_line("KEPT-1")
+        await a.add_line("KEPT-2")
+        back_to_2 = rewind(redis_server, f"c:{customer_id}")
+        await a.add_line("LOST-3")
+        async with asyncio.timeout(30):
+            while mirror.rev < 3:
+                mirror.apply(await anext(live))
 
-            live_service.stop()
-            back_to_2()  # the promoted replica never had revision 3
-            await a.add_line("NEW-3")
-            await a.add_line("NEW-4")
-            live_service = ServiceProcess(env, port=live_service.port).start()
+        instance.stop()
+        back_to_2()  # the promoted replica never had revision 3
+        await a.add_line("NEW-3")
+        await a.add_line("NEW-4")
+        instance.start()
 
-            resumed = await asyncio.wait_for(anext(live), 30)
-            mirror.apply(resumed)
-            cart = await a.get_cart()
-            wishlists = await a.list_wishlists()
-    finally:
-        live_service.stop()
+        resumed = await asyncio.wait_for(anext(live), 30)
+        mirror.apply(resumed)
+        cart = await a.get_cart()
+        wishlists = await a.list_wishlists()
     assert isinstance(resumed, Snapshot), f"deltas on a lost revision: {resumed}"
     assert resumed.rev == cart.rev == 4
     assert [x.sku for x in cart.lines] == ["KEPT-1", "KEPT-2", "NEW-3", "NEW-4"]
