@@ -20,7 +20,6 @@ import pytest
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
-from tests.test_live_faults import rewind
 
 JS_DIR = ROOT / "clients" / "js"
 STATIC_DIR = ROOT / "service" / "cartsync" / "web" / "static"
@@ -75,7 +74,7 @@ def control_endpoint(
                         if service.proc is None:
                             service.start()
                     elif self.path == "/save":
-                        saved[:] = [rewind(redis, rewound_owner)]
+                        saved[:] = [redis.save_owner(rewound_owner)]
                     elif self.path == "/rewind" and saved:
                         saved.pop()()
                     else:

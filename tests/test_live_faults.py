@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from cartsync.storage.keys import OwnerKeys
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
 from tests.test_live import (
@@ -179,15 +178,6 @@ async def test_a_socket_that_stops_reading_is_closed_with_1013_and_can_resume(
 
 
 # Redis stopped ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -396,33 +386,13 @@ async def test_a_client_resuming_with_an_old_epoch_gets_a_snapshot(
 # A failover that lost the last changes -----------------------------------------------------
 
 
-def rewind(redis: RedisProcess, owner: str) -> Callable[[], None]:
-    """Save the owner's keys now; the returned call puts them back as they were.
-
-    What a Sentinel failover does when the replica it promotes had not yet received the last
-    changes: the owner is back at an earlier revision, and the next changes take the lost ones'
-    revision numbers.
-    """
-    keys = OwnerKeys(owner).data_keys()
-    with redis.client() as r:
-        saved = {k: (r.dump(k), r.pttl(k)) for k in keys if r.exists(k)}
-
-    def restore() -> None:
-        with redis.client() as r:
-            r.delete(*keys)
-            for key, (blob, ttl) in saved.items():
-                r.restore(key, max(ttl, 0), blob)
-
-    return restore
-
-
 async def test_a_client_resuming_on_a_revision_a_failover_reused_gets_a_snapshot(
     private_redis: RedisProcess, outage_service: ServiceProcess, tokens: Tokens, customer_id: str
 ) -> None:
     token = tokens.token("customer", customer_id)
     async with rest(outage_service, token) as a:
         await add_lines(a, ["KEPT-1", "KEPT-2"])
-        back_to_2 = rewind(private_redis, f"c:{customer_id}")
+        back_to_2 = private_redis.save_owner(f"c:{customer_id}")
         async with live(outage_service, token) as b:
             await b.sync(2)
             await add_lines(a, ["LOST-3"])
@@ -462,7 +432,7 @@ async def test_an_open_socket_on_a_revision_a_failover_reused_gets_a_snapshot(
     async with rest(outage_service, token) as a, live(outage_service, token) as b:
         await b.sync(0)
         await add_lines(a, ["KEPT-1", "KEPT-2"])
-        back_to_2 = rewind(private_redis, f"c:{customer_id}")
+        back_to_2 = private_redis.save_owner(f"c:{customer_id}")
         await add_lines(a, ["LOST-3"])
         assert [e["rev"] for e in await b.events(3)] == [1, 2, 3]
         back_to_2()

@@ -21,15 +21,6 @@ POLL_ROUNDS = 60
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def private_service(private_redis: RedisProcess, tmp_path: Path) -> Iterator[ServiceProcess]:
     env = service_env(private_redis.url, tmp_path / "service", CARTSYNC_REDIS_TIMEOUT_SECONDS="0.5")
     proc = ServiceProcess(env).start()

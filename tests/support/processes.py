@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import redis
+
+from cartsync.storage.keys import OwnerKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_SRC = ROOT / "service"
@@ -86,6 +89,25 @@ class RedisProcess:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
+
+    def save_owner(self, owner: str) -> Callable[[], None]:
+        """Save the owner's keys now; the returned call puts them back as they were.
+
+        What a Sentinel failover does when the replica it promotes had not yet received the
+        last changes: the owner is back at an earlier revision, and the next changes take the
+        lost ones' revision numbers.
+        """
+        keys = OwnerKeys(owner).data_keys()
+        with self.client() as r:
+            saved = {k: (r.dump(k), r.pttl(k)) for k in keys if r.exists(k)}
+
+        def restore() -> None:
+            with self.client() as r:
+                r.delete(*keys)
+                for key, (blob, ttl) in saved.items():
+                    r.restore(key, max(ttl, 0), blob)
+
+        return restore
 
 
 def kill(proc: subprocess.Popen[bytes] | None) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
-from tests.test_live_faults import rewind
 
 from cartsync_client import (
     CartMirror,
@@ -280,7 +279,7 @@ async def test_resuming_where_a_failover_lost_changes_gets_a_snapshot(
         mirror.apply(await asyncio.wait_for(anext(live), 10))
         await a.add_line("KEPT-1")
         await a.add_line("KEPT-2")
-        back_to_2 = rewind(redis_server, f"c:{customer_id}")
+        back_to_2 = redis_server.save_owner(f"c:{customer_id}")
         await a.add_line("LOST-3")
         async with asyncio.timeout(30):
             while mirror.rev < 3:
