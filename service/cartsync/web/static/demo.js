@@ -1,7 +1,7 @@
 // "The phone": a customer (or a guest) fills a cart, shows a hand-off code to store staff, sees
 // who has access, and revokes it.
 import { CartsyncClient } from "/static/cartsync.js";
-import { $, attrsText, claimsOf, describeError, el, flash, formatTime, say, showConnection, touchedIds } from "/static/ui.js";
+import { $, cartLineRow, claimsOf, describeError, describeLine, el, flash, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
 
 const TOKEN_KEY = "cartsync.demo.token";
 const DEVICE_ID = "phone";
@@ -82,50 +82,11 @@ $("#signout-button").addEventListener("click", signOut);
 
 // The cart and the wishlist ---------------------------------------------------------------------
 
-async function change(action) {
-  if (!client) return;
-  try {
-    const result = await action(client);
-    if (result?.queued) {
-      say(message, "Offline: the change is kept and will be sent when the connection is back.");
-      result.settled.then(
-        () => say(message, ""),
-        (error) => say(message, describeError(error), "error"),
-      );
-    } else {
-      say(message, "");
-    }
-  } catch (error) {
-    say(message, describeError(error), "error");
-  }
-}
-
-function describeLine(thing) {
-  return el(
-    "span",
-    { class: "what" },
-    el("span", { class: "sku" }, thing.title ?? thing.sku),
-    el("span", { class: "muted" }, [thing.title ? thing.sku : null, attrsText(thing.attrs)].filter(Boolean).join(" · ")),
-  );
-}
+const change = (action) => runChange(client, message, action);
 
 function renderCart(cart) {
   const list = $("#cart");
-  const rows = cart.lines.map((line) =>
-    el(
-      "li",
-      { dataset: { id: line.id, sku: line.sku } },
-      describeLine(line),
-      el(
-        "span",
-        { class: "qty" },
-        el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
-        el("output", { "aria-label": "quantity" }, String(line.qty)),
-        el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
-      ),
-      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
-    ),
-  );
+  const rows = cart.lines.map((line) => cartLineRow(line, change));
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Your cart is empty")]));
   const ready = $("#collection-state");
   ready.hidden = !cart.ready_for_collection;

@@ -1,7 +1,7 @@
 // The store tablet: a staff member signs in, types the customer's code, and works on that
 // customer's cart and wishlists live until the customer ends the access.
 import { CartsyncClient } from "/static/cartsync.js";
-import { $, attrsText, claimsOf, describeError, el, flash, formatTime, say, showConnection, touchedIds } from "/static/ui.js";
+import { $, attrsText, cartLineRow, claimsOf, describeError, el, flash, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
 
 const TOKEN_KEY = "cartsync.staff.token";
 const DEVICE_ID = "staff-tablet";
@@ -148,42 +148,11 @@ $("#done-button").addEventListener("click", () => endAccess(null));
 
 // The customer's data -----------------------------------------------------------------------
 
-/** Run a change; say so when it was kept offline or refused. */
-async function change(action) {
-  if (!tablet) return;
-  try {
-    const result = await action(tablet);
-    if (result?.queued) {
-      say(message, "Offline: the change is kept and will be sent when the connection is back.");
-      result.settled.then(
-        () => say(message, ""),
-        (error) => say(message, describeError(error), "error"),
-      );
-    } else {
-      say(message, "");
-    }
-  } catch (error) {
-    say(message, describeError(error), "error");
-  }
-}
+const change = (action) => runChange(tablet, message, action);
 
 function renderCart(cart) {
   const list = $("#cart");
-  const rows = cart.lines.map((line) =>
-    el(
-      "li",
-      { dataset: { id: line.id, sku: line.sku } },
-      el("span", { class: "what" }, el("span", { class: "sku" }, line.title ?? line.sku), el("span", { class: "muted" }, [line.title ? line.sku : null, attrsText(line.attrs)].filter(Boolean).join(" · "))),
-      el(
-        "span",
-        { class: "qty" },
-        el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
-        el("output", { "aria-label": "quantity" }, String(line.qty)),
-        el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
-      ),
-      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
-    ),
-  );
+  const rows = cart.lines.map((line) => cartLineRow(line, change));
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "The cart is empty")]));
 
   const note = $("#cart-note");

@@ -84,3 +84,49 @@ export function touchedIds(event) {
   const d = event.data ?? {};
   return [d.line?.id, d.item?.id, d.wishlist?.id].filter(Boolean);
 }
+
+/** Run `action(client)`; say in `box` when the change was kept offline or refused. */
+export async function runChange(client, box, action) {
+  if (!client) return;
+  try {
+    const result = await action(client);
+    if (result?.queued) {
+      say(box, "Offline: the change is kept and will be sent when the connection is back.");
+      result.settled.then(
+        () => say(box, ""),
+        (error) => say(box, describeError(error), "error"),
+      );
+    } else {
+      say(box, "");
+    }
+  } catch (error) {
+    say(box, describeError(error), "error");
+  }
+}
+
+/** Title (or sku) over sku and attributes, for a cart line or a wishlist item. */
+export function describeLine(thing) {
+  return el(
+    "span",
+    { class: "what" },
+    el("span", { class: "sku" }, thing.title ?? thing.sku),
+    el("span", { class: "muted" }, [thing.title ? thing.sku : null, attrsText(thing.attrs)].filter(Boolean).join(" · ")),
+  );
+}
+
+/** A cart line with its −/+ and Remove buttons; `change` runs what they ask for. */
+export function cartLineRow(line, change) {
+  return el(
+    "li",
+    { dataset: { id: line.id, sku: line.sku } },
+    describeLine(line),
+    el(
+      "span",
+      { class: "qty" },
+      el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
+      el("output", { "aria-label": "quantity" }, String(line.qty)),
+      el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
+    ),
+    el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
+  );
+}
