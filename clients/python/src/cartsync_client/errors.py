@@ -94,38 +94,29 @@ class PreconditionFailed(CartsyncError):
         self.current_rev = current_rev
 
 
-class RateLimited(CartsyncError):
+class _WithRetryAfter(CartsyncError):
+    """An error the server may have answered with ``Retry-After`` (seconds, or None)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        super().__init__(status, code, message, field, idempotency_key=idempotency_key)
+        self.retry_after = retry_after
+
+
+class RateLimited(_WithRetryAfter):
     """Too many requests; the client already waited and retried as often as it was allowed."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        *,
-        retry_after: float | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
-        super().__init__(status, code, message, field, idempotency_key=idempotency_key)
-        self.retry_after = retry_after
 
-
-class Unavailable(CartsyncError):
+class Unavailable(_WithRetryAfter):
     """Nothing usable came back after the allowed retries; a mutation may or may not have run."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        *,
-        retry_after: float | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
-        super().__init__(status, code, message, field, idempotency_key=idempotency_key)
-        self.retry_after = retry_after
 
 
 class SessionClosed(CartsyncError):
