@@ -184,10 +184,8 @@ class Session:
         self.owner = owner
         self.position: int | None = None
         """The last revision delivered; None until the client sent ``sync``."""
-        self.wanted: int | bool | None = False
-        """A pending ``sync``: False for none, None for a snapshot, an int to resume after."""
-        self.wanted_epoch: str | None = None
-        self.wanted_at: str | None = None
+        self.wanted: wire.SyncFrame | None = None
+        """A ``sync`` the client sent that is not answered yet."""
         self.epoch: str | None = None
         """The epoch ``position`` counts in."""
         self.position_at: str | None = None
@@ -240,9 +238,7 @@ class Session:
             frame = _decode(await self.ws.receive())
             self.last_heard = loop.time()
             if isinstance(frame, wire.SyncFrame):
-                self.wanted = frame.since
-                self.wanted_epoch = frame.epoch
-                self.wanted_at = frame.at
+                self.wanted = frame
                 assert self.listener is not None
                 self.listener.offer(RESYNC)
             elif isinstance(frame, wire.OpFrame):
@@ -320,7 +316,7 @@ class Session:
             except Overflow as exc:
                 self.services.metrics.overflows.inc()
                 raise Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since") from exc
-            if frame == RESYNC or self.wanted is not False:
+            if frame == RESYNC or self.wanted is not None:
                 await self._catch_up()
                 continue
             if self.position is None:
@@ -344,23 +340,22 @@ class Session:
                 await self._catch_up()  # a revision went missing on the way: read the log
 
     async def _catch_up(self) -> None:
-        if self.wanted is not False:
-            since, self.wanted = self.wanted, False
-            if since is None or isinstance(since, bool):
+        wanted, self.wanted = self.wanted, None
+        if wanted is not None:
+            if wanted.since is None:
                 await self._snapshot()  # sync without since: the client starts from state
                 return
-            known_at, self.wanted_at = self.wanted_at, None
+            since, known_epoch, known_at = wanted.since, wanted.epoch, wanted.at
         elif self.position is None:
             return  # the client has not synced yet: nothing to deliver
         else:
-            since, known_at = self.position, self.position_at
+            since, known_epoch, known_at = self.position, None, self.position_at
         # From revision ``since`` itself when there is an ``at`` to check it against.
         first = since - 1 if known_at is not None and since > 0 else since
         history = await self.store.history(self.owner, first, self.services.settings.event_log_max)
         reaches = history.log_first is not None and history.log_first <= first + 1
-        known = self.wanted_epoch if self.wanted_epoch is not None else self.epoch
+        known = known_epoch if known_epoch is not None else self.epoch
         epoch_changed = known is not None and known != history.epoch
-        self.wanted_epoch = None
         heads = [(_event_head.decode(raw), raw) for raw in history.raw_events]
         if known_at is not None and 0 < since <= history.rev:
             at_since = (
