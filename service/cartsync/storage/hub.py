@@ -81,6 +81,10 @@ class _Plain:
         message: dict[str, Any] | None = await pubsub.get_message(timeout=wait_s)
         return message
 
+    @staticmethod
+    async def find_home(redis: Redis | RedisCluster, channel: str | None) -> None:
+        """Nothing to find: one server has every channel."""
+
 
 class _Sharded:
     """Sharded pub/sub on a Cluster: one connection per shard, polled in turn by redis-py."""
@@ -97,6 +101,17 @@ class _Sharded:
         if message is None:
             await asyncio.sleep(_Sharded.POLL_S)
         return message
+
+    @staticmethod
+    async def find_home(redis: Redis | RedisCluster, channel: str | None) -> None:
+        """Bring the slot map up to date: for ``channel``'s slot with a keyed probe (the channel
+        carries the owner's hash tag, so it meets MOVED if the slot moved), or all of it."""
+        assert isinstance(redis, RedisCluster)
+        with contextlib.suppress(rexc.RedisError, OSError):
+            if channel is None:
+                await redis.nodes_manager.initialize()
+            else:
+                await redis.exists(channel)
 
 
 class Hub:
@@ -205,9 +220,7 @@ class Hub:
                 # E.g. MOVED for a subscription sent on a stale slot map: start over from a
                 # fresh map rather than let the reader die and every socket go quiet.
                 log.warning("pub/sub refused a command (%s); reconnecting", exc)
-                if isinstance(self._redis, RedisCluster):
-                    with contextlib.suppress(rexc.RedisError, OSError):
-                        await self._redis.nodes_manager.initialize()
+                await self._kind.find_home(self._redis, None)
             finally:
                 async with self._lock:
                     self._pubsub = None
@@ -262,10 +275,7 @@ class Hub:
     async def _resubscribe(self, channel: str) -> None:
         self.rehomed += 1
         log.info("pub/sub subscription ended by the server; subscribing again")
-        if self._kind is _Sharded:
-            # The channel carries the owner's hash tag, so this meets MOVED if the slot moved.
-            with contextlib.suppress(rexc.RedisError, OSError):
-                await self._redis.exists(channel)
+        await self._kind.find_home(self._redis, channel)
         if self._listeners.get(channel):
             await self._command("subscribe", channel)
 
