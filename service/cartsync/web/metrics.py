@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -60,6 +61,7 @@ class Metrics:
             ["call"],
             registry=self.registry,
         )
+        self.registry.register(_TasksCollector())
         # labels() checks and locks on every call; each label set's child is looked up once.
         self._http: dict[tuple[str, str, int], Histogram] = {}
         self._redis: dict[str, Histogram] = {}
@@ -105,6 +107,19 @@ class _HubCollector(Collector):
         )
         yield GaugeMetricFamily(
             "cartsync_pubsub_channels", "Owners with local listeners", value=self._hub.channels
+        )
+
+
+class _TasksCollector(Collector):
+    """Tasks alive in the event loop at scrape time: a leaked session shows up as growth."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            count = len(asyncio.all_tasks())
+        except RuntimeError:  # collected outside the event loop (no running loop)
+            count = 0
+        yield GaugeMetricFamily(
+            "cartsync_asyncio_tasks", "asyncio tasks alive in the event loop", value=count
         )
 
 
