@@ -34,18 +34,25 @@ local head = redis.call('HMGET', K_META, 'rev', 'epoch')
 local rev = tonumber(head[1] or '0')
 local epoch = head[2] or ''
 
+-- Integers as Redis and JSON expect them: never tostring or '..' on a number, which write
+-- 10^14 + 1 as '1e+14' (an invalid stream id, a rounded revision). Exact up to 2^53 - 1, the
+-- largest revision the edge admits.
+local function int(n)
+  return string.format('%d', n)
+end
+
 local function err(code, message, field)
   return {0, rev, code, message, field or ''}
 end
 
 local function guard()
   if expected ~= '' and tonumber(expected) ~= rev then
-    return err('revision_mismatch', 'the cart is at revision ' .. rev .. '; reload and retry', 'If-Match')
+    return err('revision_mismatch', 'the cart is at revision ' .. int(rev) .. '; reload and retry', 'If-Match')
   end
 end
 
 local function new_id(prefix)
-  return prefix .. redis.call('HINCRBY', K_META, 'seq', 1)
+  return prefix .. int(redis.call('HINCRBY', K_META, 'seq', 1))
 end
 
 local function seq_of(id)
@@ -101,15 +108,15 @@ local function check_add(key, qty)
   if id then
     local line = get_line(id)
     if line.qty + qty > limits.max_qty then
-      return nil, err('limit_exceeded', 'a line holds at most ' .. limits.max_qty .. ' units', 'qty')
+      return nil, err('limit_exceeded', 'a line holds at most ' .. int(limits.max_qty) .. ' units', 'qty')
     end
     return line
   end
   if qty > limits.max_qty then
-    return nil, err('limit_exceeded', 'a line holds at most ' .. limits.max_qty .. ' units', 'qty')
+    return nil, err('limit_exceeded', 'a line holds at most ' .. int(limits.max_qty) .. ' units', 'qty')
   end
   if redis.call('HLEN', K_LINES) >= limits.max_lines then
-    return nil, err('limit_exceeded', 'a cart holds at most ' .. limits.max_lines .. ' lines', 'sku')
+    return nil, err('limit_exceeded', 'a cart holds at most ' .. int(limits.max_lines) .. ' lines', 'sku')
   end
 end
 
@@ -234,7 +241,7 @@ function ops.line_update()
             body = {{'removed', cjson.encode(line.id)}}}
   end
   if p.qty and p.qty > limits.max_qty then
-    return nil, err('limit_exceeded', 'a line holds at most ' .. limits.max_qty .. ' units', 'qty')
+    return nil, err('limit_exceeded', 'a line holds at most ' .. int(limits.max_qty) .. ' units', 'qty')
   end
   local old_key = redis.call('HGET', K_LIDX, '#' .. line.id)
   if p.attrs_key then p.key = line.sku .. p.attrs_key end
@@ -288,7 +295,7 @@ function ops.line_save_for_later()
   local key = redis.call('HGET', K_LIDX, '#' .. line.id)
   local existing = redis.call('HGET', K_WIDX, 'saved/' .. key)
   if not existing and w.count >= limits.max_wishlist_items then
-    return nil, err('limit_exceeded', 'a wishlist holds at most ' .. limits.max_wishlist_items .. ' items', 'wishlist_id')
+    return nil, err('limit_exceeded', 'a wishlist holds at most ' .. int(limits.max_wishlist_items) .. ' items', 'wishlist_id')
   end
   local e = guard()
   if e then return nil, e end
@@ -325,7 +332,7 @@ end
 
 function ops.wishlist_create()
   if user_wishlist_count() >= limits.max_wishlists - 2 then
-    return nil, err('limit_exceeded', 'at most ' .. limits.max_wishlists .. ' wishlists, including default and saved', 'name')
+    return nil, err('limit_exceeded', 'at most ' .. int(limits.max_wishlists) .. ' wishlists, including default and saved', 'name')
   end
   if name_taken(p.name_key) then
     return nil, err('wishlist_name_taken', 'a wishlist with this name exists', 'name')
@@ -384,7 +391,7 @@ function ops.item_add()
     return {status = 200, unchanged = true, body = {{'item', ij}, {'created', 'false'}}}
   end
   if w.count >= limits.max_wishlist_items then
-    return nil, err('limit_exceeded', 'a wishlist holds at most ' .. limits.max_wishlist_items .. ' items', 'sku')
+    return nil, err('limit_exceeded', 'a wishlist holds at most ' .. int(limits.max_wishlist_items) .. ' items', 'sku')
   end
   local e = guard()
   if e then return nil, e end
@@ -522,7 +529,9 @@ if op == 'merge_claim' then
     end
     return {200, rev, claim, 1}
   end
-  local c = cjson.encode({merge_id = owner .. '@' .. rev, customer = p.customer, state = 'claimed', rev = rev})
+  -- rev is joined in, not given to cjson, which writes numbers with 14 significant digits.
+  local c = cjson.encode({merge_id = owner .. '@' .. int(rev), customer = p.customer, state = 'claimed'})
+  c = string.sub(c, 1, -2) .. ',"rev":' .. int(rev) .. '}'
   redis.call('SET', K_CLAIM, c, 'PX', p.claim_ttl_ms)
   return {200, rev, c, 0}
 end
@@ -532,7 +541,10 @@ if op == 'merge_finish' then
   local c = cjson.decode(claim)
   if c.merge_id ~= p.merge_id then return err('merge_not_claimed', 'another merge holds this guest') end
   c.state = 'done'
+  local claimed_at = c.rev
+  c.rev = nil
   local done = cjson.encode(c)
+  done = string.sub(done, 1, -2) .. ',"rev":' .. int(claimed_at) .. '}'
   redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS)
   redis.call('SET', K_CLAIM, done, 'PX', p.tombstone_ttl_ms)
   return {200, 0, done, 0}
@@ -573,13 +585,13 @@ if not res.unchanged then
   end
   rev = redis.call('HINCRBY', K_META, 'rev', 1)
   redis.call('HSET', K_META, 'updated_at', now)
-  local event = '{"rev":' .. rev .. ',"type":"' .. res.type .. '","data":' .. res.data
+  local event = '{"rev":' .. int(rev) .. ',"type":"' .. res.type .. '","data":' .. res.data
     .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
-  redis.call('XADD', K_LOG, 'MAXLEN', log_max, rev .. '-0', 'e', event)
+  redis.call('XADD', K_LOG, 'MAXLEN', log_max, int(rev) .. '-0', 'e', event)
   if publish ~= '' then redis.call(publish, K_CHAN, event) end
 end
 
-local parts = {'"rev":' .. rev}
+local parts = {'"rev":' .. int(rev)}
 for _, kv in ipairs(res.body) do parts[#parts + 1] = '"' .. kv[1] .. '":' .. kv[2] end
 local body = '{' .. table.concat(parts, ',') .. '}'
 
@@ -587,7 +599,8 @@ for _, stale in ipairs(redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now_ms, 'LIM
   redis.call('HDEL', K_IDEM, stale)
   redis.call('ZREM', K_IDEMX, stale)
 end
-redis.call('HSET', K_IDEM, op_id, cjson.encode({fp = fingerprint, status = res.status, rev = rev, body = body}))
+local record = cjson.encode({fp = fingerprint, status = res.status, body = body})
+redis.call('HSET', K_IDEM, op_id, string.sub(record, 1, -2) .. ',"rev":' .. int(rev) .. '}')
 redis.call('ZADD', K_IDEMX, now_ms + op_ttl_ms, op_id)
 
 for _, key in ipairs(DATA_KEYS) do redis.call('PEXPIRE', key, owner_ttl_ms) end

@@ -29,7 +29,8 @@ if mode == 'history' then
   end
   local count = tonumber(ARGV[3])
   if count > 0 then -- XRANGE answers COUNT 0 with a null, not an empty list
-    local start = tostring(since + 1) .. '-0'
+    -- '%d', never tostring or '..': Lua writes 10^14 + 1 as '1e+14', an invalid stream id.
+    local start = string.format('%d', since + 1) .. '-0'
     for i, entry in ipairs(redis.call('XRANGE', K_LOG, start, '+', 'COUNT', count)) do
       events[i] = entry[2][2]
     end
