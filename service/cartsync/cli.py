@@ -141,7 +141,10 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
     from hypercorn.typing import ASGIFramework
 
     from cartsync.storage.embedded import EmbeddedRedis
+    from cartsync.web import hypercorn_hooks
     from cartsync.web.app import create_app
+
+    hypercorn_hooks.install()
 
     shutdown = asyncio.Event()
     apps: list[Any] = []
@@ -152,7 +155,7 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         for app in apps:
             services = getattr(app.state, "services", None)
             if services is not None:
-                services.draining.set()
+                services.drain()
         shutdown.set()
 
     loop = asyncio.get_running_loop()

@@ -83,6 +83,8 @@ class Settings:
     ws_auth_timeout_s: float = 5.0
     ws_max_per_owner: int = 20
     ws_send_queue: int = 256
+    ws_send_queue_bytes: int = 1 << 20
+    ws_send_timeout_s: float = 10.0
     hub_heartbeat_s: float = 2.0
 
     @classmethod
@@ -146,6 +148,8 @@ class Settings:
                 ws_auth_timeout_s=config("WS_AUTH_TIMEOUT_SECONDS", cast=float, default=5.0),
                 ws_max_per_owner=config("WS_MAX_PER_OWNER", cast=int, default=20),
                 ws_send_queue=config("WS_SEND_QUEUE", cast=int, default=256),
+                ws_send_queue_bytes=config("WS_SEND_QUEUE_BYTES", cast=int, default=1 << 20),
+                ws_send_timeout_s=config("WS_SEND_TIMEOUT_SECONDS", cast=float, default=10.0),
                 hub_heartbeat_s=config("HUB_HEARTBEAT_SECONDS", cast=float, default=2.0),
             )
         except (ValueError, KeyError) as exc:
@@ -170,6 +174,8 @@ class Settings:
             "CARTSYNC_WS_AUTH_TIMEOUT_SECONDS": self.ws_auth_timeout_s,
             "CARTSYNC_WS_MAX_PER_OWNER": self.ws_max_per_owner,
             "CARTSYNC_WS_SEND_QUEUE": self.ws_send_queue,
+            "CARTSYNC_WS_SEND_QUEUE_BYTES": self.ws_send_queue_bytes,
+            "CARTSYNC_WS_SEND_TIMEOUT_SECONDS": self.ws_send_timeout_s,
             "CARTSYNC_HUB_HEARTBEAT_SECONDS": self.hub_heartbeat_s,
         }
         for name, value in positive.items():

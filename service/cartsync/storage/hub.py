@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import redis.exceptions as rexc
@@ -43,30 +43,50 @@ class Overflow(Exception):
 
 
 class Listener:
-    """One local consumer of one owner's events (a websocket, a test, a relay)."""
+    """One local consumer of one owner's events (a websocket, a test, a relay).
 
-    def __init__(self, channel: str, max_queue: int) -> None:
+    The queue is bounded by count and by bytes. Past either bound the listener is marked
+    overflowed and ``on_overflow`` runs at once, from the hub's reader: a consumer stuck in a
+    send to a peer that stopped reading never comes back to ``get`` to notice by itself.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        max_queue: int,
+        max_bytes: int = 1 << 20,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self.channel = channel
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queue)
         self.ready = asyncio.Event()
         self.overflowed = False
+        self.queued_bytes = 0
+        self._max_bytes = max_bytes
+        self._on_overflow = on_overflow
 
     def offer(self, message: bytes) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            # Wake the consumer so it notices; it will close and the client resumes by rev.
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
+        if self.queued_bytes + len(message) <= self._max_bytes:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(message)
+                self.queued_bytes += len(message)
+                return
+        self.overflowed = True
+        # Drop what is queued (the client resumes by revision) and wake the consumer.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queued_bytes = 0
+        self.queue.put_nowait(RESYNC)
+        if self._on_overflow is not None:
+            self._on_overflow()
 
     async def get(self) -> bytes:
         message = await self.queue.get()
         if self.overflowed:
             raise Overflow
+        self.queued_bytes -= len(message)
         return message
 
 
@@ -123,6 +143,7 @@ class Hub:
         *,
         heartbeat_s: float = 2.0,
         max_queue: int = 256,
+        max_queue_bytes: int = 1 << 20,
     ) -> None:
         self._redis = redis
         self._kind: type[_Plain] | type[_Sharded] = (
@@ -130,6 +151,7 @@ class Hub:
         )
         self._heartbeat_s = heartbeat_s
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._heartbeat_channel = f"cs:hb:{uuid.uuid4().hex}"
         self._listeners: dict[str, set[Listener]] = {}
         self._active: set[str] = set()
@@ -165,10 +187,12 @@ class Hub:
         return len(self._listeners.get(OwnerKeys(owner_id).channel, ()))
 
     @contextlib.asynccontextmanager
-    async def listen(self, owner_id: str) -> AsyncIterator[Listener]:
+    async def listen(
+        self, owner_id: str, on_overflow: Callable[[], None] | None = None
+    ) -> AsyncIterator[Listener]:
         """Receive an owner's events while inside; the last one out unsubscribes."""
         channel = OwnerKeys(owner_id).channel
-        listener = Listener(channel, self._max_queue)
+        listener = Listener(channel, self._max_queue, self._max_queue_bytes, on_overflow)
         group = self._listeners.setdefault(channel, set())
         group.add(listener)
         try:

@@ -72,7 +72,12 @@ def create_app(settings: Settings) -> Starlette:
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-        hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s, max_queue=settings.ws_send_queue)
+        hub = Hub(
+            redis,
+            heartbeat_s=settings.hub_heartbeat_s,
+            max_queue=settings.ws_send_queue,
+            max_queue_bytes=settings.ws_send_queue_bytes,
+        )
         app.state.services = Services(
             settings=settings,
             store=store,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -51,6 +51,9 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 _frames = msgspec.json.Decoder(wire.ClientFrame)
+_CLOSE_TIMEOUT_S: Final = 1.0
+_PING: Final = b"ping"
+"""Queued by the ping timer for the pump to send (events are JSON objects, never this)."""
 _encoder = msgspec.json.Encoder()
 
 
@@ -101,6 +104,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     token = next((p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)), None)
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
+        if services.draining.is_set():
+            raise Close(GOING_AWAY, "server shutting down; reconnect")
         principal = await _authenticate(websocket, services, token)
         grant_id = next(
             (p[len(GRANT_PREFIX) :] for p in offered if p.startswith(GRANT_PREFIX)), None
@@ -128,6 +133,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _close(websocket, POLICY_VIOLATION, exc.message)
     except WebSocketDisconnect:
         pass
+    except Exception as exc:  # one JSON log line and a 1011, never a dropped connection
+        log.error("live socket failed", exc_info=exc)
+        await _close(websocket, INTERNAL_ERROR, "internal error; reconnect with since")
 
 
 async def _authenticate(websocket: WebSocket, services: Services, token: str | None) -> Principal:
@@ -158,15 +166,26 @@ def _decode(message: Any) -> wire.Frame:
         raise Close(POLICY_VIOLATION, f"invalid message: {exc}"[:120]) from exc
     except msgspec.DecodeError as exc:
         raise Close(INVALID_PAYLOAD, "message is not valid JSON") from exc
+    except RecursionError as exc:
+        raise Close(POLICY_VIOLATION, "invalid message: nested too deeply") from exc
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Send the close frame, bounded in time: a peer that stopped reading never takes it."""
     with contextlib.suppress(Exception):
-        await websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
+        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+            await websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
 
 
 class Session:
-    """One authenticated socket of one owner."""
+    """One authenticated socket of one owner.
+
+    Two tasks: ``_receive`` reads the client, ``_pump`` writes events. Everything else (pings,
+    silence, grant expiry, drain, a queue overflowing) is a loop timer or callback that ends
+    the session through ``end``, so none of it waits behind a send to a peer that stopped
+    reading. Ending cancels both tasks until they are done, within a bound: one cancel is not
+    enough when it lands inside a Redis call that swallows it (see ``_finish``).
+    """
 
     def __init__(
         self,
@@ -193,12 +212,17 @@ class Session:
         its revision after a failover lost it."""
         self.listener: Listener | None = None
         self.last_heard = 0.0
-        self._send_lock = asyncio.Lock()
+        self._ending: asyncio.Future[Close | WebSocketDisconnect] | None = None
+        self._ping: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
+        """Serve the socket until it ends; raise the ``Close`` to send, if any."""
         loop = asyncio.get_running_loop()
+        settings = self.services.settings
         self.last_heard = loop.time()
-        async with self.services.hub.listen(self.owner.id) as listener:
+        self._ending = loop.create_future()
+        async with self.services.hub.listen(self.owner.id, self._overflowed) as listener:
             self.listener = listener
             try:
                 await asyncio.wait_for(listener.ready.wait(), timeout=5)
@@ -207,28 +231,76 @@ class Session:
             head = await self.store.history(self.owner, 0, 0)
             hello = wire.Hello(rev=head.rev, owner=self.owner.id, epoch=head.epoch)
             await self.send(_encoder.encode(hello))
+            self._ping = loop.call_later(settings.ws_ping_interval_s, self._tick)
+            if self.grant is not None:
+                left = max(0.0, self.grant.seconds_left(utc_now()))
+                self._expiry = loop.call_later(left, self.end, Close(GRANT_ENDED, "grant expired"))
+            drain = self.services.on_drain(
+                lambda: self.end(Close(GOING_AWAY, "server shutting down; reconnect"))
+            )
             tasks = [
-                asyncio.create_task(self._receive()),
-                asyncio.create_task(self._pump()),
-                asyncio.create_task(self._keepalive()),
-                asyncio.create_task(self._drain()),
-                asyncio.create_task(self._grant_expiry()),
+                asyncio.create_task(self._receive(), name="ws-receive"),
+                asyncio.create_task(self._pump(), name="ws-pump"),
             ]
+            for task in tasks:
+                task.add_done_callback(self._task_ended)
             try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                ending = await self._ending
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            # Each task runs until it fails; the first failure (a Close, a disconnect) ends all.
-            for task in done:
-                failure = None if task.cancelled() else task.exception()
-                if failure is not None:
-                    raise failure
+                drain()
+                for timer in (self._ping, self._expiry):
+                    if timer is not None:
+                        timer.cancel()
+                await _finish(tasks)
+            raise ending
+
+    def end(self, why: Close | WebSocketDisconnect) -> None:
+        """End the session; the first reason given is the one the client gets."""
+        if self._ending is not None and not self._ending.done():
+            self._ending.set_result(why)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        failure = task.exception()
+        if isinstance(failure, Close | WebSocketDisconnect):
+            self.end(failure)
+        elif isinstance(failure, StoreUnavailable):
+            # Not 1008: the client did nothing wrong and should come back with since.
+            self.end(Close(TRY_AGAIN_LATER, "store unavailable; reconnect with since"))
+        elif isinstance(failure, CartsyncError):
+            self.end(Close(POLICY_VIOLATION, failure.message))
+        else:
+            log.error("live session task %s failed", task.get_name(), exc_info=failure)
+            self.end(Close(INTERNAL_ERROR, "internal error; reconnect with since"))
+
+    def _overflowed(self) -> None:
+        self.services.metrics.overflows.inc()
+        self.end(Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since"))
+
+    def _tick(self) -> None:
+        """Every ping interval: end a silent client, else queue a ping for the pump to send."""
+        loop = asyncio.get_running_loop()
+        interval = self.services.settings.ws_ping_interval_s
+        if loop.time() - self.last_heard > 3 * interval:
+            self.end(Close(GOING_AWAY, "no message or pong from the client; reconnect"))
+            return
+        assert self.listener is not None
+        self.listener.offer(_PING)
+        self._ping = loop.call_later(interval, self._tick)
 
     async def send(self, frame: bytes) -> None:
-        async with self._send_lock:
-            await self.ws.send_text(frame.decode())
+        """Send one frame, bounded in time: a peer that stopped reading ends the session.
+
+        No lock: Hypercorn serialises writes per connection and wsproto builds each frame
+        whole before the write, so frames from the two tasks never interleave.
+        """
+        try:
+            async with asyncio.timeout(self.services.settings.ws_send_timeout_s):
+                await self.ws.send_text(frame.decode())
+        except TimeoutError as exc:
+            self.services.metrics.overflows.inc()
+            raise Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since") from exc
 
     # Client to server --------------------------------------------------------------------
 
@@ -302,20 +374,15 @@ class Session:
     # Server to client --------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        try:
-            await self._deliver()
-        except StoreUnavailable as exc:
-            # Not 1008: the client did nothing wrong and should come back with since.
-            raise Close(TRY_AGAIN_LATER, "store unavailable; reconnect with since") from exc
-
-    async def _deliver(self) -> None:
         assert self.listener is not None
         while True:
             try:
                 frame = await self.listener.get()
-            except Overflow as exc:
-                self.services.metrics.overflows.inc()
-                raise Close(TRY_AGAIN_LATER, "too slow to keep up; reconnect with since") from exc
+            except Overflow:
+                await asyncio.Event().wait()  # ``_overflowed`` has ended the session already
+            if frame is _PING:
+                await self.send(_encoder.encode(wire.ServerPing()))
+                continue
             if frame == RESYNC or self.wanted is not None:
                 await self._catch_up()
                 continue
@@ -396,22 +463,6 @@ class Session:
         self.epoch = snap.epoch
         self.position_at = snap.cart.updated_at
 
-    async def _keepalive(self) -> None:
-        interval = self.services.settings.ws_ping_interval_s
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(interval)
-            if loop.time() - self.last_heard > 3 * interval:
-                raise Close(GOING_AWAY, "no message or pong from the client; reconnect")
-            await self.send(_encoder.encode(wire.ServerPing()))
-
-    async def _grant_expiry(self) -> None:
-        if self.grant is None:
-            await asyncio.Event().wait()  # a customer's own socket has no end of consent
-            return
-        await asyncio.sleep(max(0.0, self.grant.seconds_left(utc_now())))
-        raise Close(GRANT_ENDED, "grant expired")
-
     def _check_grant(self, raw_event: bytes) -> None:
         """A staff socket ends the moment the event that revokes its grant comes by."""
         if self.grant is not None and b"grant.revoked" in raw_event:
@@ -419,6 +470,22 @@ class Session:
             if event.type == "grant.revoked" and event.data.grant_id == self.grant.id:
                 raise Close(GRANT_ENDED, "grant revoked")
 
-    async def _drain(self) -> None:
-        await self.services.draining.wait()
-        raise Close(GOING_AWAY, "server shutting down; reconnect")
+
+async def _finish(tasks: list[asyncio.Task[None]], grace_s: float = 2.0) -> None:
+    """Cancel ``tasks`` until they are done, for at most ``grace_s``.
+
+    On Python 3.11 a cancel that lands as a Redis reply arrives is swallowed inside redis-py
+    (``asyncio.wait_for`` returns the result), and the task runs on: so cancel again at its
+    next await, rather than wait for a task that no longer knows it should stop.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+        if pending and loop.time() > deadline:
+            names = ", ".join(task.get_name() for task in pending)
+            log.error("live session tasks would not stop: %s", names)
+            return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse_many
@@ -70,6 +71,18 @@ class Services:
     metrics: Metrics
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on SIGTERM: live sockets close with 1001 so clients reconnect elsewhere."""
+    _on_drain: set[Callable[[], None]] = field(default_factory=set)
+
+    def drain(self) -> None:
+        """Start shutting down: every live socket ends now, new ones are refused."""
+        self.draining.set()
+        for callback in tuple(self._on_drain):
+            callback()
+
+    def on_drain(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when draining starts; the returned call unregisters it."""
+        self._on_drain.add(callback)
+        return lambda: self._on_drain.discard(callback)
 
     def authenticate(self, request: Request) -> Principal:
         return self.verifier.verify(bearer_token(request))
