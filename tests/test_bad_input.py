@@ -57,6 +57,23 @@ CASES = [
     add("A", id="json-string"),
     Case("json-null", "POST", "/v1/cart/lines", 422, "invalid_field", content=b"null",
          headers=JSON),
+    Case("invalid-utf8", "POST", "/v1/cart/lines", 400, "malformed_json",
+         content=b'{"sku":"\xff\xfe","qty":1}', headers=JSON),
+    Case("invalid-utf8-in-unknown-field", "POST", "/v1/cart/lines", 400, "malformed_json",
+         content=b'{"sku":"A","x\xff":1}', headers=JSON),
+    Case("nested-1000-deep", "POST", "/v1/cart/lines", 400, "too_deep",
+         content=b"[" * 1000 + b"]" * 1000, headers=JSON),
+    Case("nested-1000-deep-unclosed", "POST", "/v1/cart/lines", 400, "too_deep",
+         content=b'{"sku":"A","attrs":' + b"[" * 1000, headers=JSON),
+    Case("nested-1000-deep-in-a-field", "PUT", "/v1/cart/note", 400, "too_deep",
+         content=b'{"note":' + b"[" * 1000 + b"]" * 1000 + b"}", headers=JSON),
+    # Duplicate keys: msgspec keeps the last one, which the caller may not have meant
+    Case("duplicate-key", "POST", "/v1/cart/lines", 400, "duplicate_key", "sku",
+         content=b'{"sku":"A","qty":1,"sku":"B","qty":5}', headers=JSON),
+    Case("duplicate-key-nested", "POST", "/v1/cart/lines", 400, "duplicate_key", "size",
+         content=b'{"sku":"A","attrs":{"size":"M","size":"L"}}', headers=JSON),
+    Case("duplicate-key-with-a-bad-value", "POST", "/v1/cart/lines", 400, "duplicate_key",
+         "qty", content=b'{"sku":"A","qty":"x","qty":2}', headers=JSON),
     Case("empty-body-means-missing-sku", "POST", "/v1/cart/lines", 422, "invalid_field", "sku",
          content=b"", headers=JSON),
     # Wrong types and unknown fields
@@ -122,6 +139,12 @@ CASES = [
          "since"),
     Case("history-since-negative", "GET", "/v1/cart/history?since=-1", 422, "invalid_field",
          "since"),
+    Case("history-since-over-2^53-1", "GET", "/v1/cart/history?since=9007199254740992", 422,
+         "invalid_field", "since"),
+    Case("history-since-superscript-digit", "GET", "/v1/cart/history?since=%C2%B2", 422,
+         "invalid_field", "since"),
+    Case("history-limit-arabic-digits", "GET", "/v1/cart/history?limit=%D9%A1", 422,
+         "invalid_field", "limit"),
     # Size and media type
     add({"sku": "A", "title": "x" * BIG}, id="body-over-64k", status=413,
         code="payload_too_large"),
@@ -174,6 +197,11 @@ CASES = [
         headers={"If-Match": '"-1"'}),
     add({"sku": "A"}, id="if-match-list", status=400, code="bad_header", field="If-Match",
         headers={"If-Match": '"3", "4"'}),
+    *(add({"sku": "A"}, id=f"if-match-{name}", status=400, code="bad_header", field="If-Match",
+          headers={"If-Match": value})
+      for name, value in [("unbalanced-open", '"3'), ("unbalanced-close", '3"'),
+                          ("bare-number", "3"), ("weak-unbalanced", 'W/"3'),
+                          ("over-2^53-1", '"9007199254740992"')]),
     add({"sku": "A"}, id="device-id-space", status=400, code="bad_header", field="X-Device-Id",
         headers={"X-Device-Id": "my phone"}),
     # Routes
@@ -311,6 +339,15 @@ async def test_qty_summing_past_999_is_refused(alice: httpx.AsyncClient) -> None
     assert await everything(alice) == before
     # A different line is still fine.
     assert (await alice.post("/v1/cart/lines", json={"sku": "B", "qty": 999})).status_code == 201
+
+
+async def test_history_since_far_ahead_answers_incomplete(shop: Shop) -> None:
+    """Revisions up to 2^53-1 reach the store intact: Lua once wrote 10^14 + 1 as ``1e+14``."""
+    for since in (10**14, 10**15 + 1, 2**53 - 1):
+        r = await shop.client.get(f"/v1/cart/history?since={since}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["since"], body["complete"], body["events"]) == (since, False, [])
 
 
 # Refusals and the connection -----------------------------------------------------------------

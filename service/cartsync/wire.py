@@ -35,6 +35,10 @@ Price = Annotated[
 Note = Annotated[str, Meta(max_length=1000)]
 WishlistName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]
 MergeStrategyName = Literal["sum", "max", "replace", "keep"]
+MAX_REVISION = 2**53 - 1
+"""The largest revision any input may name: beyond it Lua (doubles) no longer counts exactly, so
+a larger ``since`` or If-Match is refused at the edge instead of reaching a script."""
+Revision = Annotated[int, Meta(ge=0, le=MAX_REVISION)]
 
 
 class Input(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -247,7 +251,7 @@ class AuthFrame(Frame, tag="auth"):
 
 
 class SyncFrame(Frame, tag="sync"):
-    since: Annotated[int, Meta(ge=0)] | None = None
+    since: Revision | None = None
     epoch: Annotated[str, Meta(max_length=64)] | None = None
     at: Annotated[str, Meta(max_length=64)] | None = None
     """When revision ``since`` was made (its event's ``at``, a snapshot's ``cart.updated_at``):
@@ -259,7 +263,7 @@ class OpFrame(Frame, tag="op"):
     name: str
     params: dict[str, Annotated[str, Meta(max_length=128)]] = msgspec.field(default_factory=dict)
     body: msgspec.Raw = msgspec.Raw(b"{}")
-    if_match: Annotated[int, Meta(ge=0)] | None = None
+    if_match: Revision | None = None
 
 
 class PingFrame(Frame, tag="ping"):

@@ -42,6 +42,10 @@ STATUS: dict[type[CartsyncError], int] = {
     StoreUnavailable: 503,
 }
 
+BAD_REQUEST_CODES = frozenset({"malformed_json", "too_deep", "duplicate_key", "bad_header"})
+"""Codes of requests that cannot be read at all: 400, where a readable one that breaks a rule
+is 422."""
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -74,7 +78,7 @@ def _unread_body(request: Request) -> bool:
 
 async def on_cartsync_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CartsyncError)
-    status = 400 if exc.code in ("malformed_json", "bad_header") else status_of(exc)
+    status = 400 if exc.code in BAD_REQUEST_CODES else status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)

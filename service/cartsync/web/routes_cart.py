@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.responses import Response
 
 from cartsync import wire
@@ -11,6 +9,7 @@ from cartsync.domain.merge import MergeStrategy
 from cartsync.domain.model import Cart
 from cartsync.domain.principal import Owner, Role
 from cartsync.errors import Forbidden, InvalidInput, Unauthenticated
+from cartsync.web import inputs
 from cartsync.web.endpoints import Call, Endpoint, json_response
 
 MAX_HISTORY = 1000
@@ -57,9 +56,10 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
 
 
 async def history(call: Call[None]) -> Response:
-    since = _int_param(call, "since", 0)
-    limit = min(_int_param(call, "limit", MAX_HISTORY), MAX_HISTORY)
-    epoch = call.request.query_params.get("epoch")
+    query = call.request.query_params
+    since = inputs.query_int(query.get("since"), "since", 0)
+    limit = min(inputs.query_int(query.get("limit"), "limit", MAX_HISTORY), MAX_HISTORY)
+    epoch = query.get("epoch")
     snap = await call.services.store.history(call.owner, since, max(limit, 1))
     if epoch is not None and epoch != snap.epoch:
         # The revisions the client counts from belong to data that no longer exists.
@@ -74,17 +74,6 @@ async def history(call: Call[None]) -> Response:
         rev=snap.rev, epoch=snap.epoch, since=since, complete=complete, events=snap.events
     )
     return json_response(body, rev=snap.rev)
-
-
-def _int_param(call: Call[Any], name: str, default: int) -> int:
-    raw = call.request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 18:
-        raise InvalidInput(
-            f"{name} must be a non-negative integer", code="invalid_field", field=name
-        )
-    return int(raw)
 
 
 ENDPOINTS = [
