@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from cartsync.domain.principal import Owner, Role
+from cartsync.storage.keys import OwnerKeys
+from cartsync.web import logs
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
 
@@ -81,3 +87,66 @@ def test_a_bad_or_missing_request_id_is_replaced_and_tokens_never_logged(
     text = logged.log_path.read_text()
     assert token not in text
     assert "not-a-token" not in text
+
+
+def test_a_500_logs_one_json_line_with_the_request_id_and_the_exception(
+    logged: ServiceProcess, redis_server: RedisProcess, tokens: Tokens, customer_id: str
+) -> None:
+    """A real failure: the owner's meta key holds a string, so the read script's HGETALL fails
+    (WRONGTYPE) and redis-py raises an error nothing maps. The 500 leaves one JSON line with
+    the request id and the exception, and no plain-text traceback anywhere in the stream."""
+    meta = OwnerKeys(Owner(Role.CUSTOMER, customer_id).id).meta
+    with redis_server.client() as r:
+        r.set(meta, "not a hash", ex=60)
+    start = len(logged.log_path.read_bytes())
+    headers = tokens.headers("customer", customer_id)
+    r500 = httpx.get(logged.url + "/v1/cart", headers={**headers, "X-Request-Id": "req-500.1"})
+    assert r500.status_code == 500
+    assert r500.json() == {
+        "error": {"code": "internal_error", "message": "something went wrong on our side"}
+    }
+    assert r500.headers["x-request-id"] == "req-500.1"
+    # A request after it: once its line is written, anything the 500 printed is written too.
+    after = httpx.get(logged.url + "/healthz", headers={"X-Request-Id": "req-500.2"})
+    assert after.status_code == 200
+    _wait_for(logged, "req-500.2")
+    _wait_for(logged, "req-500.1")
+    text = logged.log_path.read_bytes()[start:].decode()
+    assert "Traceback" not in "".join(x for x in text.splitlines() if not x.startswith("{"))
+    lines = [json.loads(x) for x in text.splitlines() if x.strip()]  # every line is JSON
+    errors = [x for x in lines if x.get("level") == "ERROR"]
+    (error,) = errors
+    assert error["request_id"] == "req-500.1"
+    assert error["error.type"] == "redis.exceptions.ResponseError"
+    assert "WRONGTYPE" in str(error["error.message"])
+    stack = str(error["error.stack_trace"])
+    assert "Traceback (most recent call last)" in stack
+    assert "ResponseError" in stack
+    assert "exc_info" not in error
+    access = [x for x in lines if x.get("request_id") == "req-500.1" and x is not error]
+    assert [(x["logger"], x["status"]) for x in access] == [("cartsync.access", 500)]
+    assert all(x.get("request_id") is not None for x in lines if x["logger"] != "hypercorn")
+
+
+def test_log_unexpected_writes_one_json_line_with_the_exception() -> None:
+    """What the websocket side calls before closing with 1011."""
+    stream = io.StringIO()
+    log = logging.getLogger(f"cartsync.test.{uuid.uuid4().hex}")
+    log.propagate = False
+    log.addHandler(logs.handler("json", stream))
+    token = logs.request_id.set("req-ws.1")
+    try:
+        try:
+            {}["missing"]  # noqa: B018
+        except KeyError as exc:
+            logs.log_unexpected(log, "live session failed", exc)
+    finally:
+        logs.request_id.reset(token)
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "live session failed"
+    assert record["level"] == "ERROR"
+    assert record["request_id"] == "req-ws.1"
+    assert record["error.type"] == "KeyError"
+    assert record["error.message"] == "'missing'"
+    assert "test_log_unexpected_writes_one_json_line" in record["error.stack_trace"]

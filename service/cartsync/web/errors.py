@@ -24,6 +24,7 @@ from cartsync.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from cartsync.web.logs import log_unexpected
 from cartsync.wire import ErrorBody, ErrorDetail
 
 log = logging.getLogger("cartsync.web")
@@ -108,5 +109,6 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    """Only for a failure outside RequestLogMiddleware (which answers every other 500 itself)."""
+    log_unexpected(log, f"unhandled error on {request.method} {request.url.path}", exc)
     return error_response(500, "internal_error", "something went wrong on our side")

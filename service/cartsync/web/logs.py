@@ -6,22 +6,28 @@ and ids, and no header or query string.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
 import secrets
 import sys
 import time
+import traceback
 from collections.abc import Iterable
+from typing import TextIO
 
+import msgspec
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartsync.web.metrics import Metrics
+from cartsync.wire import ErrorBody, ErrorDetail
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _INCOMING_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 access = logging.getLogger("cartsync.access")
+errors = logging.getLogger("cartsync.web")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -32,10 +38,18 @@ class _RequestIdFilter(logging.Filter):
 
 def configure(fmt: str, level: str) -> None:
     """Route every cartsync (and Hypercorn error) log line to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger("cartsync")
+    root.handlers[:] = [handler(fmt, sys.stderr)]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def handler(fmt: str, stream: TextIO) -> logging.Handler:
+    """A handler writing ``fmt`` ('json' or 'text') lines that carry the request id."""
+    out = logging.StreamHandler(stream)
+    out.addFilter(_RequestIdFilter())
     if fmt == "json":
-        handler.setFormatter(
+        out.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
@@ -43,11 +57,40 @@ def configure(fmt: str, level: str) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger("cartsync")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+        out.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    return out
+
+
+class _TextFormatter(logging.Formatter):
+    """For people at a terminal: the stack of ``log_unexpected`` follows its line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        stack = record.__dict__.get(_STACK)
+        return f"{line}\n{stack}" if stack else line
+
+
+_TYPE, _MESSAGE, _STACK = "error.type", "error.message", "error.stack_trace"
+
+
+def log_unexpected(logger: logging.Logger, message: str, exc: BaseException) -> None:
+    """Log an exception nothing expected as ONE line: the request id, and the exception's type,
+    message and stack as fields (ECS names), so a JSON stream stays one record per line and the
+    failure can be found by request id. The websocket side calls it before closing with 1011."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    logger.error(
+        message,
+        extra={
+            _TYPE: name,
+            _MESSAGE: str(exc),
+            _STACK: "".join(traceback.format_exception(exc)),
+        },
+    )
 
 
 def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
@@ -61,10 +104,13 @@ def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 class RequestLogMiddleware:
     """Gives every request an id (X-Request-Id, echoed back), logs one access line and times
-    HTTP requests into ``Metrics``.
+    HTTP requests into ``Metrics``; answers an unexpected exception with a JSON 500 itself.
 
     One wrapper for both, so ``send`` is wrapped once and the clock, status and route template
     are read once per request (as two middlewares they were a tenth of cartsync's own CPU).
+    The 500 is answered here, inside the request's context, rather than by Starlette's
+    ServerErrorMiddleware outside it: there the request id is gone, and it re-raises to
+    Hypercorn, which prints a plain multi-line traceback into the JSON stream.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -81,16 +127,28 @@ class RequestLogMiddleware:
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 message["headers"] = [*message.get("headers", ()), echo]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except Exception as exc:
+            where = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}"
+            log_unexpected(errors, f"unhandled error on {where}", exc)
+            with contextlib.suppress(Exception):  # the client may be gone; it is logged
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": 1011})
+                elif not started:
+                    # Too late for a 500 once the response started: Hypercorn then ends the
+                    # stream, which the client sees as a cut-off response.
+                    await _send_internal_error(sending)
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -106,3 +164,22 @@ class RequestLogMiddleware:
                 },
             )
             request_id.reset(token)
+
+
+_INTERNAL_ERROR = msgspec.json.encode(
+    ErrorBody(ErrorDetail(code="internal_error", message="something went wrong on our side"))
+)
+
+
+async def _send_internal_error(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
