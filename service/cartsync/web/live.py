@@ -31,7 +31,8 @@ from cartsync.storage.hub import RESYNC, Listener, Overflow
 from cartsync.storage.store import WriteContext
 from cartsync.web.commands import BY_NAME, fingerprint
 from cartsync.web.errors import status_of
-from cartsync.web.inputs import field_of
+from cartsync.web.inputs import decode_body, decode_strict
+from cartsync.web.logs import log_unexpected
 from cartsync.web.services import Services
 
 log = logging.getLogger("cartsync.live")
@@ -134,7 +135,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     except Exception as exc:  # one JSON log line and a 1011, never a dropped connection
-        log.error("live socket failed", exc_info=exc)
+        log_unexpected(log, "live socket failed", exc)
         await _close(websocket, INTERNAL_ERROR, "internal error; reconnect with since")
 
 
@@ -160,14 +161,12 @@ def _decode(message: Any) -> wire.Frame:
     if text is None:
         raise Close(UNSUPPORTED_DATA, "binary frames are not part of the protocol")
     try:
-        frame: wire.Frame = _frames.decode(text)
-        return frame
-    except msgspec.ValidationError as exc:
-        raise Close(POLICY_VIOLATION, f"invalid message: {exc}"[:120]) from exc
-    except msgspec.DecodeError as exc:
-        raise Close(INVALID_PAYLOAD, "message is not valid JSON") from exc
-    except RecursionError as exc:
-        raise Close(POLICY_VIOLATION, "invalid message: nested too deeply") from exc
+        frame: wire.Frame = decode_strict(text, _frames)
+    except InvalidInput as exc:
+        if exc.code == "malformed_json":
+            raise Close(INVALID_PAYLOAD, "message is not valid JSON") from exc
+        raise Close(POLICY_VIOLATION, f"invalid message: {exc.message}"[:120]) from exc
+    return frame
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -262,7 +261,7 @@ class Session:
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
-        failure = task.exception()
+        failure = task.exception() or RuntimeError("the task returned; it should run until ended")
         if isinstance(failure, Close | WebSocketDisconnect):
             self.end(failure)
         elif isinstance(failure, StoreUnavailable):
@@ -271,7 +270,7 @@ class Session:
         elif isinstance(failure, CartsyncError):
             self.end(Close(POLICY_VIOLATION, failure.message))
         else:
-            log.error("live session task %s failed", task.get_name(), exc_info=failure)
+            log_unexpected(log, f"live session task {task.get_name()} failed", failure)
             self.end(Close(INTERNAL_ERROR, "internal error; reconnect with since"))
 
     def _overflowed(self) -> None:
@@ -336,12 +335,8 @@ class Session:
             params = {p: frame.params[p] for p in command.params}
             body: object = None
             if command.body is not None:
-                try:
-                    body = msgspec.json.decode(frame.body, type=command.body)
-                except msgspec.ValidationError as exc:
-                    raise InvalidInput(
-                        str(exc), code="invalid_field", field=field_of(str(exc))
-                    ) from exc
+                # The REST body's decode, so an op and a request get the same errors.
+                body = decode_body(bytes(frame.body), "application/json", command.body)
             ctx = WriteContext(
                 actor=Actor(
                     role=self.principal.role.value,
