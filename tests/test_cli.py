@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 import redis
 
-from cartsync.auth.tokens import TokenKeys, TokenVerifier
-from cartsync.domain.principal import Principal, Role
-from cartsync.settings import Settings
+from cartsync import __version__
+from tests.support.processes import RedisProcess
 
 SERVICE_SRC = Path(__file__).parents[1] / "service"
 
@@ -41,23 +41,36 @@ def cartsync(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_token_verifies_with_the_same_settings(tmp_path: Path) -> None:
+def claims(token: str, secret_file: Path) -> dict[str, object]:
+    """What the token says, checked against the secret in the file the way the service does."""
+    secret = secret_file.read_text().strip()
+    decoded: dict[str, object] = jwt.decode(
+        token, secret, algorithms=["HS256"], audience="cartsync", issuer="cartsync"
+    )
+    return decoded
+
+
+def test_token_in_a_named_data_dir_makes_its_secret_and_says_so(tmp_path: Path) -> None:
+    secret_file = tmp_path / "data" / "dev-jwt-secret"
     done = cartsync(tmp_path, "token", "customer", "alice")
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("\n")
     assert done.stdout.count("\n") == 1
+    assert f"new development secret, just created in {secret_file}" in done.stderr
+    assert secret_file.read_text().strip() not in done.stdout + done.stderr
+    assert claims(done.stdout.strip(), secret_file)["sub"] == "alice"
 
-    settings = Settings.from_env({"CARTSYNC_DATA_DIR": str(tmp_path / "data")})
-    verifier = TokenVerifier(TokenKeys.from_settings(settings), settings)
-    assert verifier.verify(done.stdout.strip()) == Principal(Role.CUSTOMER, "alice")
+    again = cartsync(tmp_path, "token", "customer", "bob")
+    assert again.returncode == 0, again.stderr
+    assert f"signed with the development secret in {secret_file}\n" in again.stderr
+    assert claims(again.stdout.strip(), secret_file)["sub"] == "bob"
 
 
 def test_staff_token_carries_its_store(tmp_path: Path) -> None:
     done = cartsync(tmp_path, "token", "staff", "clerk-1", "--store", "berlin-3", "--ttl", "60")
     assert done.returncode == 0, done.stderr
-    settings = Settings.from_env({"CARTSYNC_DATA_DIR": str(tmp_path / "data")})
-    verifier = TokenVerifier(TokenKeys.from_settings(settings), settings)
-    assert verifier.verify(done.stdout.strip()) == Principal(Role.STAFF, "clerk-1", "berlin-3")
+    said = claims(done.stdout.strip(), tmp_path / "data" / "dev-jwt-secret")
+    assert (said["sub"], said["role"], said["store"]) == ("clerk-1", "staff", "berlin-3")
 
 
 @pytest.mark.parametrize(
@@ -89,10 +102,28 @@ def test_malformed_settings_exit_2(tmp_path: Path) -> None:
     assert "JWT_SECRETS" in done.stderr
 
 
+def test_token_with_configured_secrets_names_the_key_not_the_secret(tmp_path: Path) -> None:
+    secret = "s3cr3t-for-the-cli-test-only-" + "y" * 8
+    done = subprocess.run(
+        [sys.executable, "-m", "cartsync", "token", "customer", "alice"],
+        env=cli_env(tmp_path / "data", CARTSYNC_JWT_SECRETS=f"k2:{secret},k1:{'z' * 32}"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "signed with key 'k2', the first of CARTSYNC_JWT_SECRETS" in done.stderr
+    assert secret not in done.stderr
+    assert jwt.get_unverified_header(done.stdout.strip())["kid"] == "k2"
+    assert not (tmp_path / "data").exists(), "a development secret was made needlessly"
+
+
 def test_version(tmp_path: Path) -> None:
     done = cartsync(tmp_path, "--version")
     assert done.returncode == 0
-    assert done.stdout.startswith("cartsync ")
+    assert done.stdout == f"cartsync {__version__}\n"
 
 
 def free_port() -> int:
@@ -158,3 +189,70 @@ def test_serve_with_embedded_redis_starts_and_stops_cleanly(tmp_path: Path) -> N
             service.wait()
         if redis_pid is not None and alive(redis_pid):
             os.kill(redis_pid, signal.SIGKILL)
+
+
+def test_token_finds_the_data_dir_of_the_service_it_is_for(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    """Run from a subfolder, a token works; run from elsewhere, no stray secret is made."""
+    project, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
+    (project / "src" / "deep").mkdir(parents=True)
+    elsewhere.mkdir()
+    assert not [p for p in tmp_path.parents if (p / ".cartsync").exists()], (
+        "a .cartsync folder above the test's tmp_path would be found; remove it"
+    )
+    env = {k: v for k, v in cli_env(project).items() if k != "CARTSYNC_DATA_DIR"}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "cartsync", "serve", "--port", str(port)],
+            env={**env, "CARTSYNC_REDIS_URL": redis_server.url},
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/readyz", service, timeout_s=20)
+        secret_file = project / ".cartsync" / "dev-jwt-secret"
+        secret = secret_file.read_text().strip()
+
+        def token_from(cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "cartsync", "token", "customer", "alice"],
+                env={**env, **extra},
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        def accepted(token: str) -> bool:
+            headers = {"Authorization": f"Bearer {token}"}
+            answer = httpx.get(f"http://127.0.0.1:{port}/v1/cart", headers=headers, timeout=10)
+            assert answer.status_code in {200, 401}, answer.text
+            return answer.status_code == 200
+
+        below = token_from(project / "src" / "deep")
+        assert below.returncode == 0, below.stderr
+        assert f"signed with the development secret in {secret_file}" in below.stderr
+        assert accepted(below.stdout.strip())
+
+        lost = token_from(elsewhere)
+        assert lost.returncode == 2
+        assert lost.stdout == ""
+        assert f"no .cartsync/dev-jwt-secret in {elsewhere}" in lost.stderr
+        assert "CARTSYNC_DATA_DIR" in lost.stderr
+        assert list(elsewhere.iterdir()) == [], "a new secret was made where nobody asked"
+
+        pointed = token_from(elsewhere, CARTSYNC_DATA_DIR=str(project / ".cartsync"))
+        assert pointed.returncode == 0, pointed.stderr
+        assert f"signed with the development secret in {secret_file}" in pointed.stderr
+        assert accepted(pointed.stdout.strip())
+
+        for done in (below, lost, pointed):
+            assert secret not in done.stdout + done.stderr
+    finally:
+        service.terminate()
+        service.wait(timeout=15)

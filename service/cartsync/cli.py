@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -20,6 +22,8 @@ from cartsync.domain.principal import Role
 from cartsync.settings import Settings, SettingsError
 
 DEFAULT_TOKEN_TTL_S = 24 * 3600
+DATA_DIR_VARIABLE = "CARTSYNC_DATA_DIR"
+DEFAULT_DATA_DIR = Settings().data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
-        return _token(settings, args.role, args.subject, store=args.store, ttl_s=args.ttl)
+        data_dir_named = bool(os.environ.get(DATA_DIR_VARIABLE))
+        return _token(
+            settings,
+            args.role,
+            args.subject,
+            store=args.store,
+            ttl_s=args.ttl,
+            data_dir_named=data_dir_named,
+        )
     except SettingsError as exc:
         print(f"cartsync: {exc}", file=sys.stderr)
         return 2
@@ -73,20 +85,73 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _token(
-    settings: Settings, role_name: str, subject: str, *, store: str | None, ttl_s: int | None
+    settings: Settings,
+    role_name: str,
+    subject: str,
+    *,
+    store: str | None,
+    ttl_s: int | None,
+    data_dir_named: bool,
 ) -> int:
-    """Print a token signed with the same keys ``serve`` from this folder verifies with."""
+    """Print a token signed with the keys the service verifies with, and say which on stderr."""
     role = Role(role_name)
     if ttl_s is None:
         ttl_s = settings.guest_token_ttl_s if role is Role.GUEST else DEFAULT_TOKEN_TTL_S
     try:
-        issuer = TokenIssuer(TokenKeys.from_settings(settings), settings)
-        token = issuer.issue(role, subject, store=store, ttl_s=ttl_s)
-    except ValueError as exc:  # a bad subject, store or ttl; JWKS-only setups
+        keys, source = _signing_keys(settings, data_dir_named=data_dir_named)
+        token = TokenIssuer(keys, settings).issue(role, subject, store=store, ttl_s=ttl_s)
+    except (ValueError, _NoDevelopmentSecret) as exc:  # a bad subject, store or ttl; JWKS only
         print(f"cartsync token: {exc}", file=sys.stderr)
         return 2
+    print(f"cartsync token: signed with {source}", file=sys.stderr)
     sys.stdout.write(token + "\n")
     return 0
+
+
+class _NoDevelopmentSecret(Exception):
+    """No data folder with a development secret here or above, and none was named."""
+
+
+def _signing_keys(settings: Settings, *, data_dir_named: bool) -> tuple[TokenKeys, str]:
+    """The service's keys and where they come from (never the secret itself).
+
+    A token signed with a secret the service does not have fails as "bad signature", so the
+    CLI never makes a development secret in a folder nobody named: without CARTSYNC_DATA_DIR
+    it looks for the default data folder in the working directory and then its parents, the
+    way git finds its repository, and refuses when there is none.
+    """
+    if settings.jwt_secrets or settings.jwt_jwks_file is not None:
+        keys = TokenKeys.from_settings(settings)
+        return keys, f"key {keys.signing_kid!r}, the first of CARTSYNC_JWT_SECRETS"
+    if data_dir_named:
+        secret = (settings.data_dir / DEV_KEY_FILE).resolve()
+        existed = secret.is_file()
+        keys = TokenKeys.from_settings(settings)
+        if existed:
+            return keys, f"the development secret in {secret}"
+        return keys, (
+            f"a new development secret, just created in {secret}; only a service started "
+            f"with the same {DATA_DIR_VARIABLE} accepts it"
+        )
+    data_dir = _find_data_dir(DEFAULT_DATA_DIR, Path.cwd())
+    if data_dir is None:
+        raise _NoDevelopmentSecret(
+            f"no {DEFAULT_DATA_DIR / DEV_KEY_FILE} in {Path.cwd()} or any folder above it. "
+            "The service makes its development secret in its data folder on first start "
+            f"({DEFAULT_DATA_DIR} in the folder `cartsync serve` runs in, or {DATA_DIR_VARIABLE}). "
+            f"Run this command in that folder, or set {DATA_DIR_VARIABLE} to the service's "
+            "data folder (a new secret is made there if it has none)."
+        )
+    keys = TokenKeys.from_settings(replace(settings, data_dir=data_dir))
+    return keys, f"the development secret in {(data_dir / DEV_KEY_FILE).resolve()}"
+
+
+def _find_data_dir(name: Path, start: Path) -> Path | None:
+    """The nearest ``<folder>/<name>`` holding a development secret, from start upwards."""
+    for folder in (start, *start.parents):
+        if (folder / name / DEV_KEY_FILE).is_file():
+            return folder / name
+    return None
 
 
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
