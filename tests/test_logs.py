@@ -137,7 +137,7 @@ def test_log_unexpected_writes_one_json_line_with_the_exception() -> None:
     token = logs.request_id.set("req-ws.1")
     try:
         try:
-            {}["missing"]  # noqa: B018
+            {}["missing"]
         except KeyError as exc:
             logs.log_unexpected(log, "live session failed", exc)
     finally:
