@@ -67,6 +67,11 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return self
 
+    def cut(self) -> None:
+        """Drop every open connection, as a network failure would."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()

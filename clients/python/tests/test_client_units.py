@@ -55,6 +55,17 @@ def test_gate_waits_for_a_snapshot_and_takes_it_even_lower() -> None:
     assert gate.event(1, now=0.0) == "deliver"
 
 
+def test_gate_answers_an_unknown_type_with_one_snapshot_request() -> None:
+    gate = RevisionGate(since=4, resync_after_s=5.0)
+    assert gate.event(5, now=0.0, known=False) == "snapshot"
+    gate.sync_sent(now=0.0)
+    assert gate.event(6, now=1.0) == "drop"  # nothing on top of a change it could not apply
+    assert gate.event(7, now=6.0) == "snapshot"  # still none: ask again
+    gate.snapshot(7)
+    assert gate.event(8, now=6.5) == "deliver"
+    assert gate.event(8, now=6.6, known=False) == "drop"  # seen already, whatever its type
+
+
 @pytest.mark.parametrize(
     ("base", "expected"),
     [

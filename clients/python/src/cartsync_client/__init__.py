@@ -6,7 +6,9 @@
             async for update in live:
                 ...
 
-Depends on httpx, websockets and msgspec only; nothing from the service package.
+Depends on httpx, websockets and msgspec only; nothing from the service package. It speaks
+protocol ``PROTOCOL`` (``cartsync.v1``); its major version is that protocol's version, so any
+1.x client works with any service that speaks ``cartsync.v1``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from cartsync_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from cartsync_client.live import Subscription
+from cartsync_client.events import EVENT_TYPES
+from cartsync_client.live import PROTOCOL, Subscription
 from cartsync_client.mirror import CartMirror, MirrorError
 from cartsync_client.models import (
     Ack,
@@ -33,10 +36,15 @@ from cartsync_client.models import (
     Cart,
     Checkout,
     CheckoutResult,
+    CollectionResult,
     Erased,
     Event,
     Export,
+    Grant,
+    GrantResult,
+    Grants,
     GuestToken,
+    Handoff,
     History,
     Line,
     LineResult,
@@ -54,10 +62,13 @@ from cartsync_client.models import (
     WishlistResult,
     Wishlists,
 )
+from cartsync_client.tokens import TokenProvider
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = [
+    "EVENT_TYPES",
+    "PROTOCOL",
     "Ack",
     "Actor",
     "Backoff",
@@ -67,12 +78,17 @@ __all__ = [
     "CartsyncError",
     "Checkout",
     "CheckoutResult",
+    "CollectionResult",
     "Conflict",
     "Erased",
     "Event",
     "Export",
     "Forbidden",
+    "Grant",
+    "GrantResult",
+    "Grants",
     "GuestToken",
+    "Handoff",
     "History",
     "InvalidRequest",
     "Line",
@@ -91,6 +107,7 @@ __all__ = [
     "SessionClosed",
     "Snapshot",
     "Subscription",
+    "TokenProvider",
     "Unauthorized",
     "Unavailable",
     "Update",

@@ -1,7 +1,9 @@
-"""``CartsyncClient``: one method per REST route of an owner's cart, wishlists and data."""
+"""``CartsyncClient``: one method per REST route of an owner's cart, wishlists, data and
+staff hand-offs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -11,9 +13,13 @@ from cartsync_client.live import Subscription
 from cartsync_client.models import (
     Cart,
     CheckoutResult,
+    CollectionResult,
     Erased,
     Export,
+    GrantResult,
+    Grants,
     GuestToken,
+    Handoff,
     History,
     LineResult,
     MergeResult,
@@ -26,6 +32,7 @@ from cartsync_client.models import (
     WishlistResult,
     Wishlists,
 )
+from cartsync_client.tokens import TokenProvider, TokenSource
 from cartsync_client.transport import Transport
 
 __all__ = ["CartsyncClient", "MergeStrategy", "guest_token"]
@@ -48,14 +55,17 @@ class CartsyncClient:
     """A customer's, guest's or back-end service's view of one cart and its wishlists.
 
     Use as ``async with CartsyncClient(url, token) as client:``; the client holds one connection
-    pool. With a service token, pass ``customer=`` (or call ``service_for``) to act on
-    ``/v1/customers/{id}/...``. Every method raises a ``CartsyncError`` subclass on refusal.
+    pool. ``token`` is a token or a provider (a callable, sync or async, returning one), asked
+    on first use and whenever the service refuses the token it gave (see ``tokens.py``). With a
+    service token, pass ``customer=`` (or call ``service_for``) to act on
+    ``/v1/customers/{id}/...``; with a staff token, ``for_grant`` acts on the customer's cart a
+    hand-off gave access to. Every method raises a ``CartsyncError`` subclass on refusal.
     """
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | TokenProvider,
         *,
         device_id: str | None = None,
         timeout: float = 10,
@@ -63,24 +73,45 @@ class CartsyncClient:
         customer: str | None = None,
         backoff: Backoff | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {}
         if device_id is not None:
             headers["X-Device-Id"] = device_id
         self._base_url = base_url.rstrip("/")
-        self._token = token
+        self._tokens = TokenSource(token)
         self._device_id = device_id
         self._backoff = backoff or Backoff()
         self._transport = Transport(
-            self._base_url, headers, timeout=timeout, retries=retries, backoff=self._backoff
+            self._base_url,
+            headers,
+            timeout=timeout,
+            retries=retries,
+            backoff=self._backoff,
+            tokens=self._tokens,
         )
         self._prefix = "/v1" if customer is None else f"/v1/customers/{_segment(customer)}"
+        self._grant_id: str | None = None
         self._owns_transport = True
+
+    @property
+    def token_refreshes(self) -> int:
+        """How many times the token provider was called (0 for a fixed token)."""
+        return self._tokens.calls
 
     def service_for(self, customer_id: str) -> CartsyncClient:
         """The same connection pool acting on one customer's data, for service tokens."""
         view = object.__new__(CartsyncClient)
         view.__dict__.update(self.__dict__)
         view._prefix = f"/v1/customers/{_segment(customer_id)}"
+        view._owns_transport = False
+        return view
+
+    def for_grant(self, grant_id: str) -> CartsyncClient:
+        """The same pool acting on the customer's cart of a grant (``/v1/grants/{id}/...``),
+        for the staff token that claimed it; ``subscribe`` on it follows that cart live."""
+        view = object.__new__(CartsyncClient)
+        view.__dict__.update(self.__dict__)
+        view._prefix = f"/v1/grants/{_segment(grant_id)}"
+        view._grant_id = grant_id
         view._owns_transport = False
         return view
 
@@ -212,10 +243,44 @@ class CartsyncClient:
             body={"guest_token": guest_token, "strategy": strategy},
         )
 
+    async def set_ready_for_collection(
+        self,
+        ready: bool = True,
+        *,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> CollectionResult:
+        """Mark the cart ready (or no longer ready) for click-and-collect; an empty cart is 422."""
+        return await self._call(
+            "PUT",
+            "/cart/collection",
+            CollectionResult,
+            body={"ready": ready},
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+
     async def history(self, since: int = 0, limit: int | None = None) -> History:
         """Events after revision ``since``, oldest first (at most ``limit``, server max 1000)."""
         query = _present(since=since, limit=limit)
         return await self._call("GET", "/cart/history", History, query=query)
+
+    async def history_pages(
+        self, since: int = 0, limit: int | None = None
+    ) -> AsyncIterator[History]:
+        """Every page of events after ``since``, up to the revision of the first answer.
+
+        Each page starts after the last event of the one before, so the loop ends: at an empty
+        page, at that revision, or at a page whose ``complete`` is False (the log no longer
+        reaches back to ``since``: reload the cart instead).
+        """
+        first = await self.history(since, limit)
+        page, end = first, first.rev
+        while True:
+            yield page
+            if not page.complete or not page.events or page.events[-1].rev >= end:
+                return
+            page = await self.history(page.events[-1].rev, limit)
 
     # Wishlists --------------------------------------------------------------------------
 
@@ -330,6 +395,28 @@ class CartsyncClient:
         """Erase everything held for this owner; the revision starts again from 0."""
         return await self._call("DELETE", "/me", Erased)
 
+    # Hand-off to store staff --------------------------------------------------------------
+
+    async def create_handoff(self) -> Handoff:
+        """A one-time code (with its QR SVG) the customer shows a store employee."""
+        return await self._transport.call("POST", "/v1/handoffs", Handoff)
+
+    async def claim_handoff(self, code: str) -> GrantResult:
+        """Staff: turn a customer's code into a grant for this staff member and store."""
+        return await self._transport.call(
+            "POST", f"/v1/handoffs/{_segment(code)}/claim", GrantResult
+        )
+
+    async def list_grants(self) -> Grants:
+        """The customer's grants that have not expired or been revoked."""
+        return await self._transport.call("GET", "/v1/grants", Grants)
+
+    async def revoke_grant(self, grant_id: str, *, idempotency_key: str | None = None) -> Removed:
+        """End a staff member's access now; their live socket closes with 4403."""
+        return await self._transport.call(
+            "DELETE", f"/v1/grants/{_segment(grant_id)}", Removed, idempotency_key=idempotency_key
+        )
+
     # Live -------------------------------------------------------------------------------
 
     def subscribe(
@@ -338,14 +425,17 @@ class CartsyncClient:
         """The owner's changes, live: ``async with client.subscribe() as live:``, then iterate.
 
         ``since`` None starts with a ``Snapshot``; an int resumes with the events after it. Only
-        customer and guest tokens have a live socket (a service token is refused).
+        customer and guest tokens have a live socket of their own, and staff tokens one per
+        grant (``for_grant``); a service token is refused. The subscription shares this client's
+        token provider.
         """
         return Subscription(
             self._base_url,
-            self._token,
+            self._tokens,
             since=since,
             backoff=backoff or Backoff(base=0.25, cap=10.0),
             device_id=self._device_id,
+            grant_id=self._grant_id,
         )
 
 

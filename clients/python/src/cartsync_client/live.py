@@ -9,6 +9,10 @@ A background task owned by the subscription reads the socket (answering the serv
 resolving ``send_op`` calls) and buffers updates for the caller; leaving ``async with`` cancels
 it. When the buffer is full the task stops reading; the server then drops the connection (1013)
 and the subscription resumes from the log once the caller has caught up.
+
+An event of a type this client does not know (a newer server) is never handed over: the
+subscription asks for a snapshot instead (``sync`` without ``since``). A socket closed 1008 for
+its token asks the token provider for a new one and reconnects, keeping its revision and ops.
 """
 
 from __future__ import annotations
@@ -29,16 +33,23 @@ from websockets.typing import Subprotocol
 
 from cartsync_client.backoff import Backoff
 from cartsync_client.errors import CartsyncError, SessionClosed, Unavailable, error_for
+from cartsync_client.events import EVENT_TYPES
 from cartsync_client.models import Ack, Cart, Event, Snapshot, Update, Wishlist
+from cartsync_client.tokens import TokenProvider, TokenSource
 
-__all__ = ["FATAL_CLOSE_CODES", "RevisionGate", "Subscription", "websocket_url"]
+__all__ = ["FATAL_CLOSE_CODES", "PROTOCOL", "RevisionGate", "Subscription", "websocket_url"]
 
 log = logging.getLogger("cartsync_client.live")
 
-SUBPROTOCOL = "cartsync.v1"
-FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009})
+PROTOCOL = "cartsync.v1"
+"""The live protocol this client speaks: the websocket subprotocol it offers."""
+USER_AGENT = "cartsync-client-python/1.0"
+GRANT_ENDED = 4403
+"""A staff member's grant was revoked or expired."""
+FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, GRANT_ENDED})
 """Closes that another connection would only repeat: a refused token or a message we got wrong.
-Every other close (1001 shutdown, 1013 try later, 1006 a dropped connection...) reconnects."""
+Every other close (1001 shutdown, 1013 try later, 1006 a dropped connection...) reconnects; a
+1008 for the token reconnects once with a token from the provider."""
 
 HELLO_TIMEOUT_S = 15.0
 """The server says hello once its live listener is ready (it gives up after 5 s itself)."""
@@ -112,7 +123,12 @@ def websocket_url(base_url: str) -> str:
     raise ValueError(f"the service URL must start with http:// or https://: {base_url!r}")
 
 
-Verdict = Literal["deliver", "drop", "resync"]
+Verdict = Literal["deliver", "drop", "resync", "snapshot"]
+
+
+def refused_token(code: int, reason: str) -> bool:
+    """A close the token caused (expired, bad signature...): the service's reasons say so."""
+    return code == 1008 and reason.startswith("token")
 
 
 class RevisionGate:
@@ -121,7 +137,8 @@ class RevisionGate:
     ``rev`` is the last revision handed over (None until a snapshot, when started without
     ``since``). An event at or below it is a duplicate; one beyond ``rev + 1`` means revisions
     went missing, and the answer is to ``sync`` again, once, then wait for the log to fill the
-    gap (asking again only if it stays open ``resync_after_s``).
+    gap (asking again only if it stays open ``resync_after_s``). The next event of a type the
+    client does not know means a ``snapshot``; later events wait for it.
     """
 
     def __init__(self, since: int | None, resync_after_s: float = 5.0) -> None:
@@ -132,6 +149,7 @@ class RevisionGate:
         lost that change (and gave its number to another) answers with a snapshot."""
         self.resync_after_s = resync_after_s
         self._awaiting_sync = False
+        self._awaiting_snapshot = False
         self._sync_sent_at = 0.0
 
     def sync_sent(self, now: float) -> None:
@@ -141,15 +159,26 @@ class RevisionGate:
     def snapshot(self, rev: int, *, epoch: str | None = None, at: str | None = None) -> None:
         """A snapshot replaces everything, even at a lower revision (the owner was erased)."""
         self.rev, self.epoch, self.at = rev, epoch, at
-        self._awaiting_sync = False
+        self._awaiting_sync = self._awaiting_snapshot = False
 
     def event(
-        self, rev: int, now: float, *, epoch: str | None = None, at: str | None = None
+        self,
+        rev: int,
+        now: float,
+        *,
+        epoch: str | None = None,
+        at: str | None = None,
+        known: bool = True,
     ) -> Verdict:
         if self.rev is None or rev <= self.rev:
             return "drop"  # before the first snapshot, or already handed over
+        stale = now - self._sync_sent_at > self.resync_after_s
+        if self._awaiting_snapshot:
+            return "snapshot" if stale else "drop"
+        if rev == self.rev + 1 and not known:
+            self._awaiting_snapshot = True
+            return "snapshot"
         if rev > self.rev + 1:
-            stale = now - self._sync_sent_at > self.resync_after_s
             return "resync" if not self._awaiting_sync or stale else "drop"
         self.rev, self.at = rev, at
         self.epoch = epoch or self.epoch
@@ -175,16 +204,18 @@ class Subscription:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | TokenProvider | TokenSource,
         *,
         since: int | None = None,
         backoff: Backoff | None = None,
         device_id: str | None = None,
+        grant_id: str | None = None,
         max_buffer: int = 1024,
         open_timeout: float = 10.0,
     ) -> None:
         self._url = websocket_url(base_url)
-        self._subprotocols = [Subprotocol(SUBPROTOCOL), Subprotocol("bearer." + token)]
+        self._tokens = token if isinstance(token, TokenSource) else TokenSource(token)
+        self._grant = [Subprotocol("grant." + grant_id)] if grant_id else []
         self._headers = {"X-Device-Id": device_id} if device_id else {}
         self._backoff = backoff or Backoff(base=0.25, cap=10.0)
         self._open_timeout = open_timeout
@@ -200,6 +231,8 @@ class Subscription:
         self._failure: CartsyncError | None = None
         self._done = False
         self._attempt = 0
+        self._refused: str | None = None
+        """The token the last socket was closed for, until a socket is accepted again."""
         self.connections = 0
         """How many times a socket was opened and synced; more than 1 means it reconnected."""
 
@@ -327,10 +360,20 @@ class Subscription:
         failure: CartsyncError | None = None
         try:
             while True:
+                token = await self._tokens.token()
                 try:
-                    await self._connect_once()
+                    await self._connect_once(token)
                 except ConnectionClosed as exc:
                     close = exc.rcvd
+                    if close is not None and refused_token(close.code, close.reason):
+                        # A token refused right after a refresh is final: no loop of refusals.
+                        again = self._refused is not None
+                        fresh = None if again else await self._tokens.refresh(token)
+                        if fresh is None:
+                            raise SessionClosed(close.code, close.reason) from exc
+                        log.info("live socket refused its token (%s); using a new one", close)
+                        self._refused = token
+                        continue
                     if close is not None and close.code in FATAL_CLOSE_CODES:
                         raise SessionClosed(close.code, close.reason) from exc
                     log.info("live socket closed (%s); reconnecting", close or "no close frame")
@@ -358,12 +401,12 @@ class Subscription:
         finally:
             self._finish(failure)
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, token: str) -> None:
         async with connect(
             self._url,
-            subprotocols=self._subprotocols,
+            subprotocols=[Subprotocol(PROTOCOL), Subprotocol("bearer." + token), *self._grant],
             additional_headers=self._headers,
-            user_agent_header="cartsync-client-python/0.1",
+            user_agent_header=USER_AGENT,
             open_timeout=self._open_timeout,
             max_size=MAX_MESSAGE_BYTES,
             close_timeout=2,
@@ -372,6 +415,7 @@ class Subscription:
                 while not isinstance(await self._read(ws), _Hello):
                     pass  # nothing but hello (and pings) can come before it
             await self._send_sync(ws)
+            self._refused = None
             self.connections += 1
             self._attempt = 0
             # From here send_op sends by itself; ops that were waiting are resent now.
@@ -407,9 +451,10 @@ class Subscription:
             await ws.send(_PONG)
         return frame
 
-    async def _send_sync(self, ws: ClientConnection) -> None:
+    async def _send_sync(self, ws: ClientConnection, *, snapshot: bool = False) -> None:
+        """Resume from the gate's revision, or (``snapshot``) ask for the whole state."""
         sync: dict[str, Any] = {"type": "sync"}
-        if self._gate.rev is not None:
+        if self._gate.rev is not None and not snapshot:
             sync["since"] = self._gate.rev
             if self._gate.epoch is not None:
                 sync["epoch"] = self._gate.epoch
@@ -420,12 +465,20 @@ class Subscription:
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
         now = asyncio.get_running_loop().time()
-        verdict = self._gate.event(event.rev, now, epoch=event.epoch, at=event.at)
+        known = event.type in EVENT_TYPES
+        verdict = self._gate.event(event.rev, now, epoch=event.epoch, at=event.at, known=known)
         if verdict == "deliver":
             await self._deliver(event)
         elif verdict == "resync":
             log.info("gap before rev %s (have %s); syncing again", event.rev, self._gate.rev)
             await self._send_sync(ws)
+        elif verdict == "snapshot":
+            log.info(
+                "event type %r at rev %s is new to this client; asking for a snapshot",
+                event.type,
+                event.rev,
+            )
+            await self._send_sync(ws, snapshot=True)
 
     def _settle(self, op_id: str, outcome: Ack | CartsyncError) -> None:
         op = self._pending.get(op_id)

@@ -3,7 +3,8 @@
 It starts as an owner with nothing stored (revision 0), takes a ``Snapshot`` whole, and applies
 each ``Event`` the way the service's mutation script changed its own state (the event's ``data``
 is what that script wrote), so after revision ``n`` it holds what ``GET /v1/cart`` and
-``GET /v1/wishlists`` return at ``n``.
+``GET /v1/wishlists`` return at ``n``. It has a handler for every type in ``EVENT_TYPES``; a
+``Subscription`` never hands over a type outside it (it asks for a snapshot instead).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from cartsync_client.events import STATELESS_EVENT_TYPES
 from cartsync_client.models import Cart, Event, Line, Snapshot, Update, WishItem, Wishlist
 
 __all__ = ["CartMirror", "MirrorError"]
@@ -43,6 +45,10 @@ class _SavedForLater(msgspec.Struct):
 
 class _Note(msgspec.Struct):
     note: str
+
+
+class _Collection(msgspec.Struct):
+    ready: bool
 
 
 class _Merged(msgspec.Struct):
@@ -95,6 +101,7 @@ class CartMirror:
     def __init__(self) -> None:
         self.rev = 0
         self.note = ""
+        self.ready_for_collection = False
         self.updated_at: str | None = None
         self.cart_id: str | None = None
         """Known from a snapshot; None after a checkout, whose event does not name the new cart."""
@@ -109,13 +116,21 @@ class CartMirror:
             "cart.note_set": self._note_set,
             "cart.checked_out": self._checked_out,
             "cart.merged": self._merged,
+            "cart.collection_set": self._collection_set,
+            "owner.erased": self._erased,
             "wishlist.created": self._wishlist_put,
             "wishlist.renamed": self._wishlist_put,
             "wishlist.deleted": self._wishlist_deleted,
             "wishlist.item_added": self._item_added,
             "wishlist.item_removed": self._item_removed,
             "wishlist.item_moved_to_cart": self._item_moved,
+            **dict.fromkeys(STATELESS_EVENT_TYPES, self._no_state),
         }
+
+    @property
+    def known_types(self) -> frozenset[str]:
+        """The event types this mirror applies (a test holds them equal to ``EVENT_TYPES``)."""
+        return frozenset(self._handlers)
 
     @property
     def lines(self) -> list[Line]:
@@ -129,13 +144,17 @@ class CartMirror:
 
     def agrees_with(self, cart: Cart, wishlists: list[Wishlist] | None = None) -> bool:
         """Whether this copy equals what the service returned (wishlists too, when given)."""
-        same_cart = (self.rev, self.lines, self.note) == (cart.rev, cart.lines, cart.note)
+        mine = (self.rev, self.lines, self.note, self.ready_for_collection)
+        same_cart = mine == (cart.rev, cart.lines, cart.note, cart.ready_for_collection)
         return same_cart and (wishlists is None or self.wishlists == wishlists)
 
     def apply(self, update: Update) -> bool:
         """Take in one update; False when it was an event at or below ``rev`` (already seen)."""
         if isinstance(update, Snapshot):
             self._reset(update)
+            return True
+        if update.type == "owner.erased":
+            self._erased(update)
             return True
         if update.rev <= self.rev:
             return False
@@ -153,6 +172,7 @@ class CartMirror:
         copy = msgspec.convert(msgspec.to_builtins(snapshot), Snapshot)  # never share with caller
         self.rev = copy.rev
         self.note = copy.cart.note
+        self.ready_for_collection = copy.cart.ready_for_collection
         self.updated_at = copy.cart.updated_at
         self.cart_id = copy.cart.cart_id
         self._lines = {line.id: line for line in copy.cart.lines}
@@ -208,7 +228,21 @@ class CartMirror:
     def _checked_out(self, event: Event) -> None:
         self._lines.clear()
         self.note = ""
+        self.ready_for_collection = False
         self.cart_id = None
+
+    def _collection_set(self, event: Event) -> None:
+        self.ready_for_collection = msgspec.convert(event.data, _Collection).ready
+
+    def _erased(self, event: Event) -> None:
+        """Everything is gone and revisions start again from 0 (a snapshot follows live)."""
+        self.rev, self.note, self.ready_for_collection = 0, "", False
+        self.updated_at = self.cart_id = None
+        self._lines = {}
+        self._set_wishlists([])
+
+    def _no_state(self, event: Event) -> None:
+        """A grant started or ended: it takes a revision and changes no line or wishlist."""
 
     def _merged(self, event: Event) -> None:
         data = msgspec.convert(event.data, _Merged)

@@ -17,10 +17,15 @@ __all__ = [
     "Cart",
     "Checkout",
     "CheckoutResult",
+    "CollectionResult",
     "Erased",
     "Event",
     "Export",
+    "Grant",
+    "GrantResult",
+    "Grants",
     "GuestToken",
+    "Handoff",
     "History",
     "Line",
     "LineResult",
@@ -43,11 +48,13 @@ Attrs = dict[str, str]
 
 
 class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Who made a change: role, subject and, when it said, the device (``X-Device-Id``)."""
+    """Who made a change: role, subject, the device (``X-Device-Id``) when it said, and for
+    store staff (through a grant) their store."""
 
     role: str
     id: str
     device: str | None = None
+    store: str | None = None
 
 
 class Line(msgspec.Struct, omit_defaults=True):
@@ -74,6 +81,8 @@ class Cart(msgspec.Struct):
     lines: list[Line]
     note: str
     updated_at: str | None
+    ready_for_collection: bool = False
+    """Marked ready for click-and-collect (``PUT /v1/cart/collection``); checkout clears it."""
     epoch: str | None = None
     """Names this run of revisions; it changes when the owner's data starts again."""
 
@@ -221,6 +230,7 @@ class History(msgspec.Struct):
     since: int
     complete: bool
     events: list[Event]
+    epoch: str | None = None
 
 
 class GuestToken(msgspec.Struct):
@@ -239,3 +249,35 @@ class Export(msgspec.Struct):
 
 class Erased(msgspec.Struct):
     erased: bool
+
+
+class CollectionResult(msgspec.Struct):
+    rev: int
+    ready: bool
+
+
+class Handoff(msgspec.Struct):
+    """A one-time code the customer shows store staff (digits, and the same as a QR SVG)."""
+
+    code: str
+    expires_at: str
+    qr_svg: str
+
+
+class Grant(msgspec.Struct, frozen=True):
+    """Access to ``owner``'s cart for one staff member at one store, until ``expires_at``."""
+
+    id: str
+    owner: str
+    staff: str
+    store: str
+    created_at: str
+    expires_at: str
+
+
+class GrantResult(msgspec.Struct):
+    grant: Grant
+
+
+class Grants(msgspec.Struct):
+    grants: list[Grant]

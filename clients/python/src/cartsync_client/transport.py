@@ -4,7 +4,8 @@ A retry is sent only when the request either never reached the service (refused,
 out) or the service said to come back (429, 503). Other 4xx answers are final: sending the same
 request again would be refused the same way. Mutations carry an Idempotency-Key, the same on
 every retry of one call, so a retry after a lost response is replayed by the service rather than
-applied twice.
+applied twice. A 401 asks the token provider (if any) for a new token and sends the request
+once more, with the same key.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import msgspec
 
 from cartsync_client.backoff import Backoff, parse_retry_after
 from cartsync_client.errors import CartsyncError, Unavailable, error_for
+from cartsync_client.tokens import TokenSource
 
 __all__ = ["Transport"]
 
 T = TypeVar("T")
 
-USER_AGENT = "cartsync-client-python/0.1"
+USER_AGENT = "cartsync-client-python/1.0"
 RETRY_STATUSES = frozenset({429, 503})
 # Transport failures worth another try. Not UnsupportedProtocol or LocalProtocolError: those are
 # this client's mistakes and would fail again.
@@ -68,11 +70,13 @@ class Transport:
         timeout: float,
         retries: int,
         backoff: Backoff,
+        tokens: TokenSource | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be 0 or more")
         self.retries = retries
         self.backoff = backoff
+        self.tokens = tokens
         self.http = httpx.AsyncClient(
             base_url=base_url,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **headers},
@@ -96,7 +100,7 @@ class Transport:
         """Send one request, retrying as the module says, and decode the answer into ``response``.
 
         Every request but a GET is given an Idempotency-Key (``idempotency_key`` or a new uuid4),
-        sent unchanged on each retry.
+        sent unchanged on each retry and after a token refresh.
         """
         headers: dict[str, str] = {}
         key: str | None = None
@@ -110,6 +114,9 @@ class Transport:
             content = msgspec.json.encode(body)
             headers["Content-Type"] = "application/json"
         attempt = 0
+        refreshed = False
+        if self.tokens is not None:
+            headers["Authorization"] = f"Bearer {await self.tokens.token()}"
         while True:
             try:
                 answer = await self.http.request(
@@ -126,6 +133,13 @@ class Transport:
             if answer.status_code < 400:
                 return _decoder(response).decode(answer.content)
             error = _error_of(answer, key)
+            if answer.status_code == 401 and self.tokens is not None and not refreshed:
+                refreshed = True
+                refused = headers["Authorization"].removeprefix("Bearer ")
+                fresh = await self.tokens.refresh(refused)
+                if fresh is not None:
+                    headers["Authorization"] = f"Bearer {fresh}"
+                    continue
             if answer.status_code in RETRY_STATUSES and attempt < self.retries:
                 retry_after = parse_retry_after(answer.headers.get("retry-after"))
                 # A wait longer than the backoff cap is the caller's to decide, not ours to hide.
