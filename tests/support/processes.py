@@ -109,6 +109,26 @@ class RedisProcess:
 
         return restore
 
+    def append_event(self, owner: str, type_: str, data: str = "{}") -> int:
+        """Log and publish an event as a newer server would (next revision, this epoch), so a
+        client meets a type it does not know; the revision it took."""
+        keys = OwnerKeys(owner)
+        script = """
+        local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+        local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+        local event = string.format('{"rev":%d,"type":"%s","data":%s,', rev, ARGV[1], ARGV[2])
+          .. '"actor":{"role":"service","id":"newer"},"at":"' .. ARGV[3]
+          .. '","epoch":"' .. epoch .. '"}'
+        redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+        redis.call('XADD', KEYS[2], string.format('%d-0', rev), 'e', event)
+        redis.call('PUBLISH', KEYS[3], event)
+        return rev
+        """
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        with self.client() as r:
+            rev = r.eval(script, 3, keys.meta, keys.log, keys.channel, type_, data, at)
+        return int(rev)
+
 
 def kill(proc: subprocess.Popen[bytes] | None) -> None:
     """SIGKILL a server (no shutdown save, like a crash) and reap it."""
