@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -53,10 +54,10 @@ def hs256(payload: dict[str, Any], secret: str = SECRET, kid: str | None = "k1")
     return jwt.encode(payload, secret, algorithm="HS256", headers={"kid": kid} if kid else None)
 
 
-def rejected(verifier: TokenVerifier, token: str) -> str:
+async def rejected(verifier: TokenVerifier, token: str) -> str:
     """The refusal message, checked never to quote the token."""
     with pytest.raises(Unauthenticated) as caught:
-        verifier.verify(token)
+        await verifier.verify(token)
     message = caught.value.message
     for part in token.split("."):
         assert len(part) < 8 or part not in message
@@ -77,23 +78,23 @@ def verifier(settings: Settings) -> TokenVerifier:
     ("role", "store"),
     [(Role.CUSTOMER, None), (Role.GUEST, None), (Role.STAFF, "store-7"), (Role.SERVICE, None)],
 )
-def test_issued_token_verifies_for_each_role(
+async def test_issued_token_verifies_for_each_role(
     settings: Settings, verifier: TokenVerifier, role: Role, store: str | None
 ) -> None:
     issuer = TokenIssuer(TokenKeys.from_settings(settings), settings)
     token = issuer.issue(role, "who-1", store=store, ttl_s=60)
     assert jwt.get_unverified_header(token)["kid"] == "k1"
-    assert verifier.verify(token) == Principal(role, "who-1", store)
+    assert await verifier.verify(token) == Principal(role, "who-1", store)
 
 
-def test_store_claim_on_a_customer_token_is_ignored(verifier: TokenVerifier) -> None:
-    assert verifier.verify(hs256(claims(store="s1"))) == Principal(Role.CUSTOMER, "alice")
+async def test_store_claim_on_a_customer_token_is_ignored(verifier: TokenVerifier) -> None:
+    assert await verifier.verify(hs256(claims(store="s1"))) == Principal(Role.CUSTOMER, "alice")
 
 
-def test_times_within_leeway_are_accepted(verifier: TokenVerifier) -> None:
+async def test_times_within_leeway_are_accepted(verifier: TokenVerifier) -> None:
     now = int(time.time())
     token = hs256(claims(nbf=now + LEEWAY // 2, exp=now - LEEWAY // 2))
-    assert verifier.verify(token).subject == "alice"
+    assert (await verifier.verify(token)).subject == "alice"
 
 
 @pytest.mark.parametrize(
@@ -119,40 +120,40 @@ def test_times_within_leeway_are_accepted(verifier: TokenVerifier) -> None:
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_bad_claims_are_refused(
+async def test_bad_claims_are_refused(
     verifier: TokenVerifier, payload: dict[str, Any], reason: str
 ) -> None:
-    assert reason in rejected(verifier, hs256(payload))
+    assert reason in await rejected(verifier, hs256(payload))
 
 
-def test_alg_none_is_refused(verifier: TokenVerifier) -> None:
+async def test_alg_none_is_refused(verifier: TokenVerifier) -> None:
     token = jwt.encode(claims(), "", algorithm="none", headers={"kid": "k1"})
-    assert "algorithm" in rejected(verifier, token)
+    assert "algorithm" in await rejected(verifier, token)
 
 
-def test_other_secret_is_a_bad_signature(verifier: TokenVerifier) -> None:
-    assert "signature" in rejected(verifier, hs256(claims(), OTHER_SECRET))
+async def test_other_secret_is_a_bad_signature(verifier: TokenVerifier) -> None:
+    assert "signature" in await rejected(verifier, hs256(claims(), OTHER_SECRET))
 
 
-def test_unknown_kid_is_refused(verifier: TokenVerifier) -> None:
-    assert "unknown key" in rejected(verifier, hs256(claims(), kid="k9"))
+async def test_unknown_kid_is_refused(verifier: TokenVerifier) -> None:
+    assert "unknown key" in await rejected(verifier, hs256(claims(), kid="k9"))
 
 
 @pytest.mark.parametrize("token", ["", "x", "a.b.c", "a" * 9000, "e30.e30.e30"])
-def test_garbage_is_refused(verifier: TokenVerifier, token: str) -> None:
-    rejected(verifier, token)
+async def test_garbage_is_refused(verifier: TokenVerifier, token: str) -> None:
+    await rejected(verifier, token)
 
 
-def test_token_without_kid_only_with_a_single_secret(tmp_path: Path) -> None:
+async def test_token_without_kid_only_with_a_single_secret(tmp_path: Path) -> None:
     one = make_settings(tmp_path, jwt_secrets=f"k1:{SECRET}")
-    assert TokenVerifier(TokenKeys.from_settings(one), one).verify(hs256(claims(), kid=None))
+    assert await TokenVerifier(TokenKeys.from_settings(one), one).verify(hs256(claims(), kid=None))
     two = make_settings(tmp_path, jwt_secrets=f"k1:{SECRET},k0:{OLD_SECRET}")
-    assert "kid" in rejected(
+    assert "kid" in await rejected(
         TokenVerifier(TokenKeys.from_settings(two), two), hs256(claims(), kid=None)
     )
 
 
-def test_rotation_keeps_old_kid_valid_while_listed(tmp_path: Path) -> None:
+async def test_rotation_keeps_old_kid_valid_while_listed(tmp_path: Path) -> None:
     before = make_settings(tmp_path, jwt_secrets=f"old:{OLD_SECRET}")
     old_token = TokenIssuer(TokenKeys.from_settings(before), before).issue(
         Role.CUSTOMER, "alice", ttl_s=60
@@ -161,12 +162,12 @@ def test_rotation_keeps_old_kid_valid_while_listed(tmp_path: Path) -> None:
     keys = TokenKeys.from_settings(during)
     assert keys.signing_kid == "new"
     verifier = TokenVerifier(keys, during)
-    assert verifier.verify(old_token).subject == "alice"
+    assert (await verifier.verify(old_token)).subject == "alice"
     new_token = TokenIssuer(keys, during).issue(Role.CUSTOMER, "bob", ttl_s=60)
     assert jwt.get_unverified_header(new_token)["kid"] == "new"
-    assert verifier.verify(new_token).subject == "bob"
+    assert (await verifier.verify(new_token)).subject == "bob"
     after = make_settings(tmp_path, jwt_secrets=f"new:{SECRET}")
-    assert "unknown key" in rejected(
+    assert "unknown key" in await rejected(
         TokenVerifier(TokenKeys.from_settings(after), after), old_token
     )
 
@@ -212,32 +213,32 @@ def jwks_verifier(jwks_settings: Settings) -> TokenVerifier:
     return TokenVerifier(TokenKeys.from_settings(jwks_settings), jwks_settings)
 
 
-def test_rs256_and_es256_tokens_verify(
+async def test_rs256_and_es256_tokens_verify(
     jwks_verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     rs = jwt.encode(claims(sub="rs"), rsa_key, algorithm="RS256", headers={"kid": "rsa1"})
     es = jwt.encode(claims(sub="es"), ec_key, algorithm="ES256", headers={"kid": "ec1"})
-    assert jwks_verifier.verify(rs) == Principal(Role.CUSTOMER, "rs")
-    assert jwks_verifier.verify(es) == Principal(Role.CUSTOMER, "es")
-    assert jwks_verifier.verify(hs256(claims(sub="hs"))).subject == "hs"
+    assert await jwks_verifier.verify(rs) == Principal(Role.CUSTOMER, "rs")
+    assert await jwks_verifier.verify(es) == Principal(Role.CUSTOMER, "es")
+    assert (await jwks_verifier.verify(hs256(claims(sub="hs")))).subject == "hs"
 
 
-def test_header_alg_cannot_switch_a_key_to_another_algorithm(
+async def test_header_alg_cannot_switch_a_key_to_another_algorithm(
     jwks_verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     rs512 = jwt.encode(claims(), rsa_key, algorithm="RS512", headers={"kid": "rsa1"})
-    assert "algorithm" in rejected(jwks_verifier, rs512)
+    assert "algorithm" in await rejected(jwks_verifier, rs512)
     rs_on_ec_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "ec1"})
-    assert "algorithm" in rejected(jwks_verifier, rs_on_ec_kid)
+    assert "algorithm" in await rejected(jwks_verifier, rs_on_ec_kid)
     es_on_hs_kid = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "k1"})
-    assert "algorithm" in rejected(jwks_verifier, es_on_hs_kid)
+    assert "algorithm" in await rejected(jwks_verifier, es_on_hs_kid)
 
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def test_algorithm_confusion_with_the_public_key_as_hmac_secret(
+async def test_algorithm_confusion_with_the_public_key_as_hmac_secret(
     jwks_verifier: TokenVerifier, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     # PyJWT refuses to HMAC-sign with a PEM key, which is the point; an attacker signs by hand.
@@ -248,10 +249,10 @@ def test_algorithm_confusion_with_the_public_key_as_hmac_secret(
     payload = b64url(json.dumps(claims(role="service")).encode())
     signature = hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{payload}.{b64url(signature)}"
-    assert "algorithm" in rejected(jwks_verifier, forged)
+    assert "algorithm" in await rejected(jwks_verifier, forged)
 
 
-def test_jwks_only_setup_verifies_but_cannot_issue(
+async def test_jwks_only_setup_verifies_but_cannot_issue(
     tmp_path: Path, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     path = write_jwks(tmp_path / "jwks.json", public_jwk(rsa_key, "rsa1"))
@@ -262,7 +263,7 @@ def test_jwks_only_setup_verifies_but_cannot_issue(
     with pytest.raises(ValueError, match="cannot issue"):
         TokenIssuer(keys, settings)
     token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa1"})
-    assert TokenVerifier(keys, settings).verify(token).subject == "alice"
+    assert (await TokenVerifier(keys, settings).verify(token)).subject == "alice"
 
 
 def test_unusable_jwks_files_stop_start_up(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -286,7 +287,7 @@ def test_unusable_jwks_files_stop_start_up(tmp_path: Path, rsa_key: rsa.RSAPriva
 # --- development fallback --------------------------------------------------------------------
 
 
-def test_development_secret_is_created_private_and_reused(tmp_path: Path) -> None:
+async def test_development_secret_is_created_private_and_reused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     first = TokenKeys.from_settings(settings)
     path = tmp_path / "data" / "dev-jwt-secret"
@@ -299,7 +300,7 @@ def test_development_secret_is_created_private_and_reused(tmp_path: Path) -> Non
     second = TokenKeys.from_settings(settings)
     assert second.hmac == first.hmac
     token = TokenIssuer(first, settings).issue(Role.GUEST, new_guest_subject(), ttl_s=60)
-    assert TokenVerifier(second, settings).verify(token).role is Role.GUEST
+    assert (await TokenVerifier(second, settings).verify(token)).role is Role.GUEST
 
     elsewhere = make_settings(tmp_path / "other")
     assert TokenKeys.from_settings(elsewhere).hmac != first.hmac
@@ -357,14 +358,14 @@ def test_new_guest_subject() -> None:
     assert subject != new_guest_subject()
 
 
-def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
+async def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
     """Verified tokens are remembered for speed, but never past their own expiry."""
     settings = make_settings(tmp_path, jwt_secrets="k1:" + "s" * 40, jwt_leeway_seconds="0")
     keys = TokenKeys.from_settings(settings)
     token = TokenIssuer(keys, settings).issue(Role.CUSTOMER, "alice", ttl_s=1)
     verifier = TokenVerifier(keys, settings)
-    first = verifier.verify(token)
-    assert verifier.verify(token) == first
-    time.sleep(2.1)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    await asyncio.sleep(2.1)
     with pytest.raises(Unauthenticated):
-        verifier.verify(token)
+        await verifier.verify(token)

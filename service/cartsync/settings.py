@@ -6,9 +6,11 @@ Every variable is listed in docs/configuration.md; a malformed value stops start
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from limits import parse_many
 from starlette.config import Config
@@ -40,6 +42,132 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+MAPPED_ROLES = ("customer", "staff", "service")
+"""The roles an identity provider's tokens may map to; guests are always cartsync's own."""
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """An identity provider whose tokens cartsync accepts, and where its claims say who is who.
+
+    Claim names are read whole first, then as a dotted path: ``realm_access.roles`` (Keycloak)
+    and ``https://shop.example/roles`` (an Auth0 namespaced claim) both work.
+    """
+
+    issuer: str
+    jwks_url: str | None = None
+    """None: found through ``<issuer>/.well-known/openid-configuration``."""
+    audience: str = "cartsync"
+    subject_claim: str = "sub"
+    role_claim: str = "role"
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """Provider role -> cartsync role; empty: the claim holds cartsync's role names."""
+    role: str | None = None
+    """Every token of this issuer has this role; the role claim is then not read."""
+    store_claim: str = "store"
+
+    def check(self, where: str) -> None:
+        if not self.issuer:
+            raise SettingsError(f"{where}: issuer must not be empty")
+        for url in (self.issuer, self.jwks_url):
+            if url is not None and not url.startswith(("https://", "http://")):
+                raise SettingsError(f"{where}: {url!r} is not an http(s) URL")
+        for name, value in (
+            ("subject_claim", self.subject_claim),
+            ("role_claim", self.role_claim),
+            ("store_claim", self.store_claim),
+        ):
+            if not value.strip():
+                raise SettingsError(f"{where}: {name} must name a claim")
+        wrong = sorted({self.role or "customer", *self.roles.values()} - set(MAPPED_ROLES))
+        if wrong:
+            raise SettingsError(
+                f"{where}: roles map to {wrong}, which is not one of {', '.join(MAPPED_ROLES)}"
+            )
+
+
+_ISSUER_KEYS = {f for f in IssuerConfig.__dataclass_fields__}
+
+
+def _role_map(raw: str, name: str) -> dict[str, str]:
+    """Parse ``customer=shopper,staff=store-clerk|store-lead`` into provider role -> role."""
+    roles: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        ours, sep, theirs = part.partition("=")
+        if not sep or not theirs.strip():
+            raise SettingsError(f"{name}: entries look like customer=<provider role>, got {part!r}")
+        for role in theirs.split("|"):
+            roles[role.strip()] = ours.strip()
+    return roles
+
+
+def _issuers_file(path: Path, default_audience: str) -> list[IssuerConfig]:
+    name = "CARTSYNC_ISSUERS_FILE"
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{name}: {path} is not TOML: {exc}") from exc
+    tables = document.get("issuer")
+    if not isinstance(tables, list) or not tables:
+        raise SettingsError(f"{name}: {path} needs one [[issuer]] table or more")
+    found: list[IssuerConfig] = []
+    for n, table in enumerate(tables, 1):
+        where = f"{name} {path} [[issuer]] #{n}"
+        unknown = sorted(set(table) - _ISSUER_KEYS)
+        if unknown:
+            raise SettingsError(f"{where}: unknown keys {unknown}")
+        values: dict[str, Any] = {"audience": default_audience, **table}
+        if not isinstance(values.get("issuer"), str):
+            raise SettingsError(f"{where}: issuer (a string) is required")
+        roles = values.get("roles", {})
+        if not isinstance(roles, dict) or not all(
+            isinstance(v, str | list) for v in roles.values()
+        ):
+            raise SettingsError(f"{where}: roles maps customer/staff/service to provider roles")
+        # In the file, roles read like the variable: cartsync role -> provider role(s).
+        values["roles"] = {
+            theirs: ours
+            for ours, listed in roles.items()
+            for theirs in ([listed] if isinstance(listed, str) else listed)
+        }
+        try:
+            issuer = IssuerConfig(**values)
+        except TypeError as exc:
+            raise SettingsError(f"{where}: {exc}") from exc
+        issuer.check(where)
+        found.append(issuer)
+    return found
+
+
+def _issuers(config: Config) -> tuple[IssuerConfig, ...]:
+    """The identity providers named by CARTSYNC_OIDC_* and by CARTSYNC_ISSUERS_FILE."""
+    audience = config("JWT_AUDIENCE", cast=str, default="cartsync")
+    found: list[IssuerConfig] = []
+    oidc = config("OIDC_ISSUER", cast=str, default="")
+    if oidc:
+        issuer = IssuerConfig(
+            issuer=oidc,
+            jwks_url=config("OIDC_JWKS_URL", cast=str, default="") or None,
+            audience=config("OIDC_AUDIENCE", cast=str, default=audience),
+            subject_claim=config("OIDC_SUBJECT_CLAIM", cast=str, default="sub"),
+            role_claim=config("OIDC_ROLE_CLAIM", cast=str, default="role"),
+            roles=_role_map(config("OIDC_ROLES", cast=str, default=""), "CARTSYNC_OIDC_ROLES"),
+            role=config("OIDC_ROLE", cast=str, default="") or None,
+            store_claim=config("OIDC_STORE_CLAIM", cast=str, default="store"),
+        )
+        issuer.check("CARTSYNC_OIDC_*")
+        found.append(issuer)
+    listed = config("ISSUERS_FILE", cast=str, default="")
+    if listed:
+        found.extend(_issuers_file(Path(listed), audience))
+    names = [i.issuer for i in found]
+    if len(set(names)) != len(names):
+        raise SettingsError("the same issuer is configured twice (CARTSYNC_OIDC_*, issuers file)")
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable; build it with ``Settings.from_env()``."""
@@ -58,6 +186,9 @@ class Settings:
     jwt_issuer: str = "cartsync"
     jwt_audience: str = "cartsync"
     jwt_leeway_s: int = 30
+    jwt_jwks_url: str | None = None
+    issuers: tuple[IssuerConfig, ...] = ()
+    """Identity providers besides cartsync itself (CARTSYNC_OIDC_*, CARTSYNC_ISSUERS_FILE)."""
     guest_token_ttl_s: int = 30 * DAY
     guest_data_ttl_s: int = 30 * DAY
     customer_data_ttl_s: int = 90 * DAY
@@ -121,6 +252,8 @@ class Settings:
                 jwt_issuer=config("JWT_ISSUER", cast=str, default="cartsync"),
                 jwt_audience=config("JWT_AUDIENCE", cast=str, default="cartsync"),
                 jwt_leeway_s=config("JWT_LEEWAY_SECONDS", cast=int, default=30),
+                jwt_jwks_url=config("JWT_JWKS_URL", cast=str, default="") or None,
+                issuers=_issuers(config),
                 guest_token_ttl_s=config("GUEST_TOKEN_TTL_SECONDS", cast=int, default=30 * DAY),
                 guest_data_ttl_s=config("GUEST_TTL_DAYS", cast=int, default=30) * DAY,
                 customer_data_ttl_s=config("CUSTOMER_TTL_DAYS", cast=int, default=90) * DAY,
@@ -215,3 +348,12 @@ class Settings:
             raise SettingsError("CARTSYNC_REDIS_WAIT_REPLICAS is for standalone or Sentinel Redis")
         if self.port > 65535:
             raise SettingsError("CARTSYNC_PORT must be at most 65535")
+        if self.jwt_jwks_url and self.jwt_jwks_file:
+            raise SettingsError("set CARTSYNC_JWT_JWKS_URL or CARTSYNC_JWT_JWKS_FILE, not both")
+        if self.jwt_jwks_url and not self.jwt_jwks_url.startswith(("https://", "http://")):
+            raise SettingsError("CARTSYNC_JWT_JWKS_URL must be an http(s) URL")
+        if self.jwt_issuer in {i.issuer for i in self.issuers}:
+            raise SettingsError(
+                "CARTSYNC_JWT_ISSUER names cartsync's own tokens; an identity provider must "
+                "have another issuer"
+            )

@@ -21,6 +21,9 @@ from typing import Any
 import jwt
 from cachetools import TTLCache
 
+from cartsync.auth.claims import OWN_CLAIMS
+from cartsync.auth.jwks import RemoteKeys
+from cartsync.auth.providers import Provider
 from cartsync.domain.principal import Principal, Role, valid_subject
 from cartsync.errors import Unauthenticated
 from cartsync.settings import Settings, SettingsError
@@ -37,6 +40,8 @@ VERIFIED_CACHE_TTL_S = 300
 """Longer bearer strings are refused before any parsing work is spent on them."""
 
 _REQUIRED_CLAIMS = ["exp", "sub", "role", "aud", "iss"]
+_REQUIRED_FROM_PROVIDERS = ["exp", "aud", "iss"]
+"""A provider's subject and role claims are wherever its claim map says; it names them."""
 
 _FAILURES: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     # Order matters: InvalidSignatureError is a DecodeError, so it must come first.
@@ -143,13 +148,27 @@ def _read_secret(path: Path) -> bytes:
 
 
 class TokenVerifier:
-    """Turns a bearer token into a Principal, or raises Unauthenticated saying why."""
+    """Turns a bearer token into a Principal, or raises Unauthenticated saying why.
 
-    def __init__(self, keys: TokenKeys, settings: Settings) -> None:
+    cartsync's own tokens (guests, the CLI, HS secrets or a JWKS file or URL) carry
+    ``iss = CARTSYNC_JWT_ISSUER``; an identity provider's carry its own ``iss``, which picks
+    that provider's keys, audience and claim map. The unverified ``iss`` only chooses where to
+    look; the signature check then requires the same issuer.
+    """
+
+    def __init__(
+        self,
+        keys: TokenKeys,
+        settings: Settings,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
         self._keys = keys
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway_s
+        self._providers = dict(providers or {})
+        self._own = self._providers.pop(self._issuer, None)
+        """Keys of our own issuer fetched from CARTSYNC_JWT_JWKS_URL, if set."""
         # A device sends the same token with every request; checking its signature each time
         # was a tenth of a mutation's CPU. Only tokens that verified are kept, never past
         # their own expiry, and for at most VERIFIED_CACHE_TTL_S.
@@ -157,40 +176,57 @@ class TokenVerifier:
             maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_TTL_S
         )
 
-    def verify(self, token: str) -> Principal:
-        """Check signature, algorithm, time window, audience, issuer and our claims."""
+    @property
+    def remote(self) -> list[RemoteKeys]:
+        """Every key set fetched over HTTP (for readiness and start/stop)."""
+        found = [p.keys for p in self._providers.values()]
+        return found if self._own is None else [self._own.keys, *found]
+
+    async def verify(self, token: str) -> Principal:
+        """Check signature, algorithm, time window, audience, issuer and the claims."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("token is missing or too long")
         hit = self._verified.get(token)
         if hit is not None and time.time() < hit[1]:
             return hit[0]
-        principal, valid_until = self._verify(token)
+        principal, valid_until = await self._verify(token)
         self._verified[token] = (principal, valid_until)
         return principal
 
-    def _verify(self, token: str) -> tuple[Principal, float]:
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
-            key, algorithm = self._key_for(header.get("kid"))
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            kid = header.get("kid")
+            provider = self._providers.get(issuer) if isinstance(issuer, str) else None
+            key: bytes | jwt.PyJWK
+            if provider is not None:
+                key, algorithm = await provider.keys.key_for(kid)
+                audience, claim_map = provider.audience, provider.claims
+                required = _REQUIRED_FROM_PROVIDERS
+            else:
+                key, algorithm = await self._own_key_for(kid)
+                audience, claim_map, issuer = self._audience, OWN_CLAIMS, self._issuer
+                required = _REQUIRED_CLAIMS
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
+                audience=audience,
+                issuer=issuer,
                 leeway=self._leeway,
-                options={"require": _REQUIRED_CLAIMS, "strict_aud": False},
+                options={"require": required, "strict_aud": False},
             )
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(_describe(exc)) from None
-        return _principal(claims), float(claims["exp"]) + self._leeway
+        return claim_map.principal(claims), float(claims["exp"]) + self._leeway
 
-    def _key_for(self, kid: object) -> tuple[bytes | jwt.PyJWK, str]:
+    async def _own_key_for(self, kid: object) -> tuple[bytes | jwt.PyJWK, str]:
         """The key the kid names, with the algorithm pinned to it; header alg plays no part."""
         if kid is None:
-            if len(self._keys.hmac) == 1 and not self._keys.public:
+            if len(self._keys.hmac) == 1 and not self._keys.public and self._own is None:
                 return next(iter(self._keys.hmac.values())), HS_ALGORITHM
             raise Unauthenticated("token has no kid header")
         if isinstance(kid, str):
@@ -199,6 +235,8 @@ class TokenVerifier:
             if kid in self._keys.public:
                 public = self._keys.public[kid]
                 return public, public.algorithm_name
+        if self._own is not None:
+            return await self._own.keys.key_for(kid)
         raise Unauthenticated("token signed with an unknown key (kid)")
 
 
@@ -208,23 +246,6 @@ def _describe(exc: jwt.PyJWTError) -> str:
         if isinstance(exc, kind):
             return message
     return "token is invalid"
-
-
-def _principal(claims: Mapping[str, Any]) -> Principal:
-    """The caller the verified claims describe, if they make sense for cartsync."""
-    try:
-        role = Role(claims["role"])
-    except (ValueError, TypeError):
-        raise Unauthenticated("token role is not one of customer, guest, staff, service") from None
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not valid_subject(subject):
-        raise Unauthenticated("token subject must match [A-Za-z0-9._@:|+-]{1,128}")
-    if role is not Role.STAFF:
-        return Principal(role, subject)
-    store = claims.get("store")
-    if not isinstance(store, str) or not valid_subject(store):
-        raise Unauthenticated("staff token needs a store claim matching [A-Za-z0-9._@:|+-]{1,128}")
-    return Principal(role, subject, store)
 
 
 class TokenIssuer:

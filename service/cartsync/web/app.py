@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from cartsync.auth.providers import providers
 from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
 from cartsync.errors import CartsyncError
 from cartsync.settings import Settings
@@ -58,6 +60,11 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # One client for every outbound call (identity providers' keys); no redirects followed.
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(5.0), follow_redirects=False, trust_env=False
+        )
+        verifier = TokenVerifier(keys, settings, providers(settings, http))
         redis = connect(settings)
         store = CartStore(
             redis,
@@ -81,7 +88,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = Services(
             settings=settings,
             store=store,
-            verifier=TokenVerifier(keys, settings),
+            verifier=verifier,
             issuer=issuer,
             limits=RateLimits(settings),
             hub=hub,
@@ -89,11 +96,16 @@ def create_app(settings: Settings) -> Starlette:
         )
         metrics.watch_hub(hub)
         await hub.start()
+        for remote in verifier.remote:
+            await remote.start()  # in the background: a provider that is down only delays ready
         try:
             yield
         finally:
+            for remote in verifier.remote:
+                await remote.stop()
             await hub.stop()
             await redis.aclose()
+            await http.aclose()
 
     async def openapi_json(request: Request) -> Response:
         return json_response(spec)

@@ -144,7 +144,7 @@ def owner_view(endpoint: Endpoint, mode: Mode) -> Callable[[Request], Awaitable[
 
     async def view(request: Request) -> Response:
         services: Services = request.app.state.services
-        principal = services.authenticate(request)
+        principal = await services.authenticate(request)
         owner = await resolve_owner(services, principal, mode, request.path_params)
         await services.rate_limit(principal)
         device_id(request.headers.get("x-device-id"))  # refuse a bad header on reads too

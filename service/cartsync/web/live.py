@@ -151,7 +151,7 @@ async def _authenticate(websocket: WebSocket, services: Services, token: str | N
         if not isinstance(frame, wire.AuthFrame):
             raise Close(POLICY_VIOLATION, "the first message must be auth")
         token = frame.token
-    return services.verifier.verify(token)
+    return await services.verifier.verify(token)
 
 
 def _decode(message: Any) -> wire.Frame:

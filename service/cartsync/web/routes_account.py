@@ -84,4 +84,8 @@ async def readyz(request: Request) -> Response:
         await services.store.ping()
     except CartsyncError as exc:
         return json_response(wire.Health(status="unavailable", detail=exc.message), status=503)
+    waiting = [r.issuer for r in services.verifier.remote if not r.loaded.is_set()]
+    if waiting:
+        detail = "signing keys not loaded yet for issuer " + ", ".join(waiting)
+        return json_response(wire.Health(status="unavailable", detail=detail), status=503)
     return json_response(wire.Health(status="ready"))

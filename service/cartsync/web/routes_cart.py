@@ -27,7 +27,7 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
     if call.owner.is_guest:
         raise Forbidden("only a customer's cart can take in a guest cart")
     try:
-        guest = call.services.verifier.verify(call.body.guest_token)
+        guest = await call.services.verifier.verify(call.body.guest_token)
     except Unauthenticated as exc:
         raise InvalidInput(
             f"guest_token is not valid: {exc.message}",

@@ -59,7 +59,7 @@ async def revoke_grant(call: Call[None]) -> Response:
 async def claim_handoff(request: Request) -> Response:
     """A staff token turns a customer's code into a grant for that staff member and store."""
     services: Services = request.app.state.services
-    principal = services.authenticate(request)
+    principal = await services.authenticate(request)
     if principal.role is not Role.STAFF or principal.store is None:
         raise Forbidden("only staff tokens can claim a hand-off code")
     await services.limits.claim(principal.subject, principal.store)

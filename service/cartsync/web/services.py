@@ -84,8 +84,8 @@ class Services:
         self._on_drain.add(callback)
         return lambda: self._on_drain.discard(callback)
 
-    def authenticate(self, request: Request) -> Principal:
-        return self.verifier.verify(bearer_token(request))
+    async def authenticate(self, request: Request) -> Principal:
+        return await self.verifier.verify(bearer_token(request))
 
     async def rate_limit(self, who: Principal) -> None:
         await self.limits.principal(who)
