@@ -132,8 +132,9 @@ def _check_json(raw: bytes | str) -> None:
             parse_constant=_not_json,
         )
     except _DuplicateKey as dup:
+        key = dup.key[:128]  # an error body need not echo a 60 KB key
         raise InvalidInput(
-            f"the key {dup.key!r} appears twice in one object", code="duplicate_key", field=dup.key
+            f"the key {key!r} appears twice in one object", code="duplicate_key", field=key
         ) from None
     except RecursionError:
         raise _too_deep() from None
