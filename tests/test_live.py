@@ -714,9 +714,70 @@ async def test_an_auth_message_as_first_frame_authenticates(
             assert (hello["rev"], hello["owner"]) == (0, f"c:{customer_id}")
             await ws.send(json.dumps({"type": "sync"}))
             assert (await next_frame(ws))["type"] == "snapshot"
-            # Authenticating twice is a protocol error.
+            # A second auth refreshes the socket's token; one for another caller ends it.
             await ws.send(json.dumps({"type": "auth", "token": token}))
+            assert (await next_frame(ws))["type"] == "authenticated"
+            other = tokens.token("customer", customer_id + "-other")
+            await ws.send(json.dumps({"type": "auth", "token": other}))
             assert await close_code(ws) == 1008
+
+
+async def wait_past(token: str) -> None:
+    """Sleep (bounded) until the token's ``exp`` has passed."""
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    for _ in range(60):
+        if time.time() > expires + 0.2:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the token did not expire within 6 s")
+
+
+async def test_a_socket_whose_token_expires_is_closed_with_4401(
+    strict: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    token = tokens.token("customer", customer_id, ttl_s=2)
+    async with dial(strict, subprotocols=bearer(token)) as ws:
+        hello = await next_frame(ws)
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        assert hello["expires_at"] == exp  # strict has no leeway
+        await wait_past(token)
+        assert await close_code(ws) == 4401  # not 1008: the token was good, and ran out
+
+
+async def test_a_fresh_auth_keeps_a_socket_open_past_its_first_token(
+    strict: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    first = tokens.token("customer", customer_id, ttl_s=2)
+    async with live(strict, first) as sock, rest(strict, first) as http:
+        await sock.sync(0)
+        fresh = tokens.token("customer", customer_id, ttl_s=3600)
+        await sock.send({"type": "auth", "token": fresh})
+        accepted = await sock.frame()
+        assert accepted["type"] == "authenticated"
+        assert accepted["expires_at"] > time.time() + 3000
+        await wait_past(first)
+        http.headers["Authorization"] = f"Bearer {fresh}"
+        await add_lines(http, ["AFTER-REFRESH"])
+        (event,) = await sock.events(1)
+        assert event["rev"] == 1
+
+
+@pytest.mark.parametrize("which", ["garbage", "expired", "another-customer", "staff"])
+async def test_a_refresh_that_is_not_a_fresh_token_for_the_same_caller_closes_1008(
+    strict: ServiceProcess, tokens: Tokens, customer_id: str, which: str
+) -> None:
+    token = tokens.token("customer", customer_id)
+    refresh = {
+        "garbage": "not-a-token",
+        "expired": tokens.token("customer", customer_id, ttl_s=1),
+        "another-customer": tokens.token("customer", customer_id + "-x"),
+        "staff": tokens.token("staff", customer_id, store="s1"),
+    }[which]
+    if which == "expired":
+        await wait_past(refresh)
+    async with live(strict, token) as sock:
+        await sock.send({"type": "auth", "token": refresh})
+        assert await sock.close_code() == 1008
 
 
 @pytest.mark.parametrize("how", ["subprotocol", "auth_message"])

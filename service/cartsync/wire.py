@@ -281,6 +281,15 @@ class Hello(Struct, tag_field="type", tag="hello"):
     rev: int
     owner: str
     epoch: str | None
+    expires_at: int | None = None
+    """When the socket's token expires (Unix seconds): send a fresh ``auth`` before then, or
+    the socket closes with 4401."""
+
+
+class Authenticated(Struct, tag_field="type", tag="authenticated"):
+    """A fresh ``auth`` on an open socket was accepted: it now lasts until ``expires_at``."""
+
+    expires_at: int
 
 
 class SnapshotFrame(Struct, tag_field="type", tag="snapshot"):

@@ -184,14 +184,19 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Check signature, algorithm, time window, audience, issuer and the claims."""
+        principal, _ = await self.verify_until(token)
+        return principal
+
+    async def verify_until(self, token: str) -> tuple[Principal, float]:
+        """``verify``, and until when (Unix time) the token stays acceptable."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("token is missing or too long")
         hit = self._verified.get(token)
         if hit is not None and time.time() < hit[1]:
-            return hit[0]
-        principal, valid_until = await self._verify(token)
-        self._verified[token] = (principal, valid_until)
-        return principal
+            return hit
+        verified = await self._verify(token)
+        self._verified[token] = verified
+        return verified
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Final
 
 import msgspec
@@ -42,6 +43,8 @@ BEARER_PREFIX = "bearer."
 GRANT_PREFIX = "grant."
 GRANT_ENDED = 4403
 """Private-use close code: the customer revoked the staff grant, or it expired."""
+TOKEN_EXPIRED = 4401
+"""Private-use close code: the socket's token expired (no fresh ``auth`` came in time)."""
 
 # Close codes (RFC 6455 and the IANA registry).
 GOING_AWAY = 1001
@@ -107,7 +110,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         if services.draining.is_set():
             raise Close(GOING_AWAY, "server shutting down; reconnect")
-        principal = await _authenticate(websocket, services, token)
+        principal, valid_until = await _authenticate(websocket, services, token)
         grant_id = next(
             (p[len(GRANT_PREFIX) :] for p in offered if p.startswith(GRANT_PREFIX)), None
         )
@@ -123,7 +126,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             raise Close(POLICY_VIOLATION, "too many live connections for this customer")
         services.metrics.sockets.inc()
         try:
-            await Session(websocket, services, principal, owner, grant).run()
+            await Session(websocket, services, principal, owner, grant, valid_until).run()
         finally:
             services.metrics.sockets.dec()
     except Close as close:
@@ -139,7 +142,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _close(websocket, INTERNAL_ERROR, "internal error; reconnect with since")
 
 
-async def _authenticate(websocket: WebSocket, services: Services, token: str | None) -> Principal:
+async def _authenticate(
+    websocket: WebSocket, services: Services, token: str | None
+) -> tuple[Principal, float]:
     if token is None:
         try:
             first = await asyncio.wait_for(
@@ -151,7 +156,7 @@ async def _authenticate(websocket: WebSocket, services: Services, token: str | N
         if not isinstance(frame, wire.AuthFrame):
             raise Close(POLICY_VIOLATION, "the first message must be auth")
         token = frame.token
-    return await services.verifier.verify(token)
+    return await services.verifier.verify_until(token)
 
 
 def _decode(message: Any) -> wire.Frame:
@@ -193,8 +198,11 @@ class Session:
         principal: Principal,
         owner: Owner,
         grant: Grant | None = None,
+        valid_until: float | None = None,
     ) -> None:
         self.grant = grant
+        self.valid_until = valid_until
+        """When the token the socket authenticated with stops being acceptable (Unix time)."""
         self.ws = websocket
         self.services = services
         self.store = services.store
@@ -214,6 +222,7 @@ class Session:
         self._ending: asyncio.Future[Close | WebSocketDisconnect] | None = None
         self._ping: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._token_expiry: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Serve the socket until it ends; raise the ``Close`` to send, if any."""
@@ -228,9 +237,13 @@ class Session:
             except TimeoutError as exc:
                 raise Close(TRY_AGAIN_LATER, "live updates are unavailable; retry") from exc
             head = await self.store.history(self.owner, 0, 0)
-            hello = wire.Hello(rev=head.rev, owner=self.owner.id, epoch=head.epoch)
+            expires_at = None if self.valid_until is None else int(self.valid_until)
+            hello = wire.Hello(
+                rev=head.rev, owner=self.owner.id, epoch=head.epoch, expires_at=expires_at
+            )
             await self.send(_encoder.encode(hello))
             self._ping = loop.call_later(settings.ws_ping_interval_s, self._tick)
+            self._arm_token_expiry()
             if self.grant is not None:
                 left = max(0.0, self.grant.seconds_left(utc_now()))
                 self._expiry = loop.call_later(left, self.end, Close(GRANT_ENDED, "grant expired"))
@@ -247,7 +260,7 @@ class Session:
                 ending = await self._ending
             finally:
                 drain()
-                for timer in (self._ping, self._expiry):
+                for timer in (self._ping, self._expiry, self._token_expiry):
                     if timer is not None:
                         timer.cancel()
                 await _finish(tasks)
@@ -272,6 +285,31 @@ class Session:
         else:
             log_unexpected(log, f"live session task {task.get_name()} failed", failure)
             self.end(Close(INTERNAL_ERROR, "internal error; reconnect with since"))
+
+    def _arm_token_expiry(self) -> None:
+        if self._token_expiry is not None:
+            self._token_expiry.cancel()
+        if self.valid_until is not None:
+            left = max(0.0, self.valid_until - time.time())
+            self._token_expiry = asyncio.get_running_loop().call_later(
+                left,
+                self.end,
+                Close(
+                    TOKEN_EXPIRED, "token expired; send auth with a fresh token before expires_at"
+                ),
+            )
+
+    async def _reauthenticate(self, token: str) -> None:
+        """A fresh token for the same caller extends the socket; anything else ends it."""
+        try:
+            principal, valid_until = await self.services.verifier.verify_until(token)
+        except CartsyncError as exc:
+            raise Close(POLICY_VIOLATION, exc.message) from exc
+        if principal != self.principal:
+            raise Close(POLICY_VIOLATION, "auth must be for the caller the socket opened as")
+        self.valid_until = valid_until
+        self._arm_token_expiry()
+        await self.send(_encoder.encode(wire.Authenticated(expires_at=int(valid_until))))
 
     def _overflowed(self) -> None:
         self.services.metrics.overflows.inc()
@@ -317,7 +355,7 @@ class Session:
             elif isinstance(frame, wire.PingFrame):
                 await self.send(b'{"type":"pong"}')
             elif isinstance(frame, wire.AuthFrame):
-                raise Close(POLICY_VIOLATION, "already authenticated")
+                await self._reauthenticate(frame.token)
 
     async def _op(self, frame: wire.OpFrame) -> None:
         command = BY_NAME.get(frame.name)
