@@ -13,12 +13,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Exactly the versions in requirements.lock (`make lock`), each checked against its hash, so
+# every build installs the same dependencies; all have binary wheels, so no compiler is needed.
+# This layer is rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN python -m venv /opt/cartsync \
+ && /opt/cartsync/bin/pip install --require-hashes --only-binary :all: -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
-# Every dependency has a binary wheel for this platform, so no compiler is needed even here.
+# cartsync itself on top, resolving nothing: the lock already holds all it needs.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/cartsync \
- && /opt/cartsync/bin/pip install /wheels/cartsync-*.whl \
+ && /opt/cartsync/bin/pip install --no-deps /wheels/cartsync-*.whl \
  && /opt/cartsync/bin/pip uninstall --yes pip
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench bench-quick
+.PHONY: run test lint typecheck unit clean bench bench-quick lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: $(STAMP)
 ## bench-quick: smaller counts, about 3 minutes
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench all --quick
+
+## lock: pin the service's runtime dependencies, with hashes, in requirements.lock (the image
+## installs exactly these); run it after changing [project] dependencies in pyproject.toml
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform linux --custom-compile-command 'make lock' --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -533,8 +533,36 @@ def test_the_builder_gets_every_file_the_wheel_needs() -> None:
     copied = " ".join(rest for word, rest in stages()[0][2] if word == "COPY").split()
     assert "pyproject.toml" in copied
     assert pyproject["project"]["readme"] in copied
+    for licence in pyproject["project"]["license-files"]:
+        assert licence in copied, f"{licence}: the wheel build fails without it"
     for where in pyproject["tool"]["setuptools"]["packages"]["find"]["where"]:
         assert where in copied
+
+
+def test_builder_installs_the_locked_dependencies_and_cartsync_without_resolving() -> None:
+    builder = stages()[0][2]
+    lock_copied = next(
+        i
+        for i, (w, rest) in enumerate(builder)
+        if w == "COPY" and "requirements.lock" in rest.split()
+    )
+    runs = [(i, rest) for i, (word, rest) in enumerate(builder) if word == "RUN"]
+    installs = [
+        (i, step.strip())
+        for i, rest in runs
+        for step in rest.split("&&")
+        if re.search(r"\bpip install\b", step)
+    ]
+    locked = [i for i, step in installs if "-r requirements.lock" in step]
+    assert locked, "the builder does not install requirements.lock"
+    assert lock_copied < locked[0]
+    for i, step in installs:
+        if "-r requirements.lock" in step:
+            assert "--require-hashes" in step.split(), step
+            assert "--only-binary :all:" in step, "a source build would need a compiler: " + step
+        else:
+            assert "--no-deps" in step.split(), f"resolves dependencies past the lock: {step}"
+            assert i >= locked[0], "cartsync is installed before its locked dependencies"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
