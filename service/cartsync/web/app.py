@@ -23,6 +23,7 @@ from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
 from cartsync.web import (
+    asyncapi,
     errors,
     live,
     logs,
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", routes_account.healthz, methods=["GET"]),
         Route("/readyz", routes_account.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/asyncapi.json", asyncapi.asyncapi_json, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
         WebSocketRoute("/v1/ws", live.websocket_endpoint),
