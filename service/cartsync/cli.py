@@ -209,7 +209,7 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
     from cartsync.web import hypercorn_hooks
     from cartsync.web.app import create_app
 
-    hypercorn_hooks.install()
+    hypercorn_hooks.install(settings.ws_compression)
 
     shutdown = asyncio.Event()
     apps: list[Any] = []

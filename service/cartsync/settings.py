@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from limits import parse_many
 from starlette.config import Config
@@ -141,6 +141,12 @@ def _issuers_file(path: Path, default_audience: str) -> list[IssuerConfig]:
     return found
 
 
+def _compression(raw: str) -> Literal["off", "on"]:
+    if raw not in ("off", "on"):
+        raise SettingsError(f"CARTSYNC_WS_COMPRESSION must be off or on, got {raw!r}")
+    return "on" if raw == "on" else "off"
+
+
 def _issuers(config: Config) -> tuple[IssuerConfig, ...]:
     """The identity providers named by CARTSYNC_OIDC_* and by CARTSYNC_ISSUERS_FILE."""
     audience = config("JWT_AUDIENCE", cast=str, default="cartsync")
@@ -150,12 +156,13 @@ def _issuers(config: Config) -> tuple[IssuerConfig, ...]:
         issuer = IssuerConfig(
             issuer=oidc,
             jwks_url=config("OIDC_JWKS_URL", cast=str, default="") or None,
-            audience=config("OIDC_AUDIENCE", cast=str, default=audience),
-            subject_claim=config("OIDC_SUBJECT_CLAIM", cast=str, default="sub"),
-            role_claim=config("OIDC_ROLE_CLAIM", cast=str, default="role"),
+            # Empty means unset, as in a ConfigMap that lists every variable.
+            audience=config("OIDC_AUDIENCE", cast=str, default="") or audience,
+            subject_claim=config("OIDC_SUBJECT_CLAIM", cast=str, default="") or "sub",
+            role_claim=config("OIDC_ROLE_CLAIM", cast=str, default="") or "role",
             roles=_role_map(config("OIDC_ROLES", cast=str, default=""), "CARTSYNC_OIDC_ROLES"),
             role=config("OIDC_ROLE", cast=str, default="") or None,
-            store_claim=config("OIDC_STORE_CLAIM", cast=str, default="store"),
+            store_claim=config("OIDC_STORE_CLAIM", cast=str, default="") or "store",
         )
         issuer.check("CARTSYNC_OIDC_*")
         found.append(issuer)
@@ -216,6 +223,7 @@ class Settings:
     ws_send_queue: int = 256
     ws_send_queue_bytes: int = 1 << 20
     ws_send_timeout_s: float = 10.0
+    ws_compression: Literal["off", "on"] = "off"
     hub_heartbeat_s: float = 2.0
 
     @classmethod
@@ -283,6 +291,7 @@ class Settings:
                 ws_send_queue=config("WS_SEND_QUEUE", cast=int, default=256),
                 ws_send_queue_bytes=config("WS_SEND_QUEUE_BYTES", cast=int, default=1 << 20),
                 ws_send_timeout_s=config("WS_SEND_TIMEOUT_SECONDS", cast=float, default=10.0),
+                ws_compression=_compression(config("WS_COMPRESSION", cast=str, default="off")),
                 hub_heartbeat_s=config("HUB_HEARTBEAT_SECONDS", cast=float, default=2.0),
             )
         except (ValueError, KeyError) as exc:
