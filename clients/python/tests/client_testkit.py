@@ -17,6 +17,13 @@ FAST = Backoff(base=0.05, cap=0.5)
 """Retry delays short enough for tests; the policy is the same."""
 
 
+def refused(token: str) -> str:
+    """The same claims with a signature the service refuses ("token has a bad signature")."""
+    header, claims, signature = token.split(".")
+    flipped = "A" if signature[10] != "A" else "B"
+    return f"{header}.{claims}.{signature[:10]}{flipped}{signature[11:]}"
+
+
 async def follow(live: Subscription, mirror: CartMirror, rev: int, *, limit_s: float = 20) -> None:
     """Apply updates to ``mirror`` until it reaches ``rev`` (bounded in time)."""
     async with asyncio.timeout(limit_s):

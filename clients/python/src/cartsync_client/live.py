@@ -11,8 +11,12 @@ it. When the buffer is full the task stops reading; the server then drops the co
 and the subscription resumes from the log once the caller has caught up.
 
 An event of a type this client does not know (a newer server) is never handed over: the
-subscription asks for a snapshot instead (``sync`` without ``since``). A socket closed 1008 for
-its token asks the token provider for a new one and reconnects, keeping its revision and ops.
+subscription asks for a snapshot instead (``sync`` without ``since``).
+
+Tokens: the server closes a socket when its token runs out (4401) unless it was sent a fresh
+one (``auth``) before ``hello.expires_at``. With a token provider the subscription does that by
+itself, shortly before; and a socket closed for its token (4401, or 1008 for a refused one)
+asks the provider again and reconnects, keeping its revision and waiting ops.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
@@ -46,6 +51,11 @@ PROTOCOL = "cartsync.v1"
 USER_AGENT = "cartsync-client-python/1.0"
 GRANT_ENDED = 4403
 """A staff member's grant was revoked or expired."""
+TOKEN_EXPIRED = 4401
+"""The socket's token ran out before a fresh one came (``auth``)."""
+RENEW_BEFORE_S = 60.0
+"""A fresh token is sent this long before the socket's expires (a quarter of what is left, if
+less): time for the provider to answer, and for clocks that differ a little."""
 FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, GRANT_ENDED})
 """Closes that another connection would only repeat: a refused token or a message we got wrong.
 Every other close (1001 shutdown, 1013 try later, 1006 a dropped connection...) reconnects; a
@@ -68,6 +78,11 @@ class _ErrorDetail(msgspec.Struct):
 class _Hello(msgspec.Struct, tag_field="type", tag="hello"):
     rev: int
     owner: str
+    expires_at: int | None = None
+
+
+class _Authenticated(msgspec.Struct, tag_field="type", tag="authenticated"):
+    expires_at: int
 
 
 class _SnapshotFrame(msgspec.Struct, tag_field="type", tag="snapshot"):
@@ -106,7 +121,15 @@ class _Pong(msgspec.Struct, tag_field="type", tag="pong"):
 
 
 _ServerFrame = (
-    _Hello | _SnapshotFrame | _EventFrame | _AckFrame | _NackFrame | _ErrorFrame | _Ping | _Pong
+    _Hello
+    | _Authenticated
+    | _SnapshotFrame
+    | _EventFrame
+    | _AckFrame
+    | _NackFrame
+    | _ErrorFrame
+    | _Ping
+    | _Pong
 )
 _frames = msgspec.json.Decoder(_ServerFrame)
 _encoder = msgspec.json.Encoder()
@@ -127,8 +150,9 @@ Verdict = Literal["deliver", "drop", "resync", "snapshot"]
 
 
 def refused_token(code: int, reason: str) -> bool:
-    """A close the token caused (expired, bad signature...): the service's reasons say so."""
-    return code == 1008 and reason.startswith("token")
+    """A close the token caused: it ran out (4401), or was refused (1008, and the service's
+    reason says so: expired, bad signature...)."""
+    return code == TOKEN_EXPIRED or (code == 1008 and reason.startswith("token"))
 
 
 class RevisionGate:
@@ -231,6 +255,9 @@ class Subscription:
         self._failure: CartsyncError | None = None
         self._done = False
         self._attempt = 0
+        self._renewal: asyncio.Task[None] | None = None
+        self._socket_token = ""
+        """The token the open (or last) socket authenticated with."""
         self._refused: str | None = None
         """The token the last socket was closed for, until a socket is accepted again."""
         self.connections = 0
@@ -367,11 +394,12 @@ class Subscription:
                     close = exc.rcvd
                     if close is not None and refused_token(close.code, close.reason):
                         # A token refused right after a refresh is final: no loop of refusals.
+                        token = self._socket_token
                         again = self._refused is not None
                         fresh = None if again else await self._tokens.refresh(token)
                         if fresh is None:
                             raise SessionClosed(close.code, close.reason) from exc
-                        log.info("live socket refused its token (%s); using a new one", close)
+                        log.info("live socket closed for its token (%s); using a new one", close)
                         self._refused = token
                         continue
                     if close is not None and close.code in FATAL_CLOSE_CODES:
@@ -402,6 +430,7 @@ class Subscription:
             self._finish(failure)
 
     async def _connect_once(self, token: str) -> None:
+        self._socket_token = token
         async with connect(
             self._url,
             subprotocols=[Subprotocol(PROTOCOL), Subprotocol("bearer." + token), *self._grant],
@@ -412,8 +441,9 @@ class Subscription:
             close_timeout=2,
         ) as ws:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
-                while not isinstance(await self._read(ws), _Hello):
-                    pass  # nothing but hello (and pings) can come before it
+                hello = await self._read(ws)
+                while not isinstance(hello, _Hello):
+                    hello = await self._read(ws)  # nothing but hello (and pings) comes before it
             await self._send_sync(ws)
             self._refused = None
             self.connections += 1
@@ -422,22 +452,57 @@ class Subscription:
             self._ws = ws
             for op in list(self._pending.values()):
                 await ws.send(op.frame)
-            while True:
-                frame = await self._read(ws)
-                if isinstance(frame, _EventFrame):
-                    await self._on_event(ws, frame.event)
-                elif isinstance(frame, _SnapshotFrame):
-                    cart = frame.cart
-                    self._gate.snapshot(frame.rev, epoch=cart.epoch, at=cart.updated_at)
-                    await self._deliver(Snapshot(frame.rev, frame.cart, frame.wishlists))
-                elif isinstance(frame, _AckFrame):
-                    ack = Ack(frame.id, frame.rev, frame.status, frame.result, frame.replayed)
-                    self._settle(frame.id, ack)
-                elif isinstance(frame, _NackFrame):
-                    e = frame.error
-                    self._settle(frame.id, error_for(None, e.code, e.message, e.field))
-                elif isinstance(frame, _ErrorFrame):
-                    log.warning("server error on the live socket: %s", frame.error.message)
+            self._renew_later(ws, hello.expires_at)
+            try:
+                await self._serve(ws)
+            finally:
+                self._renew_later(ws, None)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """Handle the server's frames until the socket closes."""
+        while True:
+            frame = await self._read(ws)
+            if isinstance(frame, _EventFrame):
+                await self._on_event(ws, frame.event)
+            elif isinstance(frame, _SnapshotFrame):
+                cart = frame.cart
+                self._gate.snapshot(frame.rev, epoch=cart.epoch, at=cart.updated_at)
+                await self._deliver(Snapshot(frame.rev, frame.cart, frame.wishlists))
+            elif isinstance(frame, _AckFrame):
+                ack = Ack(frame.id, frame.rev, frame.status, frame.result, frame.replayed)
+                self._settle(frame.id, ack)
+            elif isinstance(frame, _NackFrame):
+                e = frame.error
+                self._settle(frame.id, error_for(None, e.code, e.message, e.field))
+            elif isinstance(frame, _Authenticated):
+                self._renew_later(ws, frame.expires_at)
+            elif isinstance(frame, _ErrorFrame):
+                log.warning("server error on the live socket: %s", frame.error.message)
+
+    def _renew_later(self, ws: ClientConnection, expires_at: int | None) -> None:
+        """Replace the task that sends a fresh token before the socket's runs out (None: none;
+        the socket's end cancels it)."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+        if expires_at is not None and self._tokens.refreshable:
+            renew = self._renew(ws, expires_at)
+            self._renewal = asyncio.create_task(renew, name="cartsync token renewal")
+
+    async def _renew(self, ws: ClientConnection, expires_at: int) -> None:
+        left = expires_at - time.time()
+        await asyncio.sleep(max(0.0, left - min(RENEW_BEFORE_S, left / 4)))
+        current = self._socket_token
+        try:
+            fresh = await self._tokens.refresh(current)
+        except Exception as exc:  # the provider's own failure; at expiry the socket reconnects
+            log.warning("the token provider failed: %r", exc)
+            return
+        if fresh is None:
+            return  # nothing newer yet: at expiry (4401) the provider is asked again
+        self._socket_token = fresh
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(_encoder.encode({"type": "auth", "token": fresh}).decode())
 
     async def _read(self, ws: ClientConnection) -> _ServerFrame | None:
         """The next frame; pings are answered here and unknown frames skipped (newer servers)."""
