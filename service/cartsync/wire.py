@@ -7,7 +7,7 @@ atomically in the store.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -54,6 +54,9 @@ class AddLine(Input):
 
 
 class PatchLine(Input):
+    min_properties: ClassVar[int] = 1
+    """``{}`` is refused (422): send qty, attrs or both. The OpenAPI schema says so."""
+
     qty: QtyOrZero | UnsetType = UNSET
     attrs: Attrs | UnsetType = UNSET
 
@@ -65,6 +68,8 @@ class SetNote(Input):
 class MergeCarts(Input):
     guest_token: Annotated[str, Meta(min_length=1, max_length=4096)]
     strategy: MergeStrategyName = "sum"
+    dry_run: bool = False
+    """Answer what the merge would do, changing nothing (not even the guest's claim)."""
 
 
 class CreateWishlist(Input):
@@ -157,6 +162,9 @@ class MergeResult(Struct):
     dropped_lines: int
     capped_lines: int
     dropped_items: int
+    dry_run: bool = False
+    """A preview: ``cart`` and ``wishlists`` are the plan at revision ``rev``, nothing was
+    written, and lines and items the guest brings keep the guest's ids until applied."""
 
 
 class Wishlists(Struct):

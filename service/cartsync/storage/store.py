@@ -109,6 +109,17 @@ class MergeReport:
     summary: dict[str, int]
 
 
+@dataclass(frozen=True)
+class MergePreview:
+    """What a merge would make of the customer's data, planned at the customer's ``rev``."""
+
+    rev: int
+    cart: Cart
+    wishlists: list[Wishlist]
+    already_merged: bool
+    summary: dict[str, int]
+
+
 class _StoredWishlist(msgspec.Struct):
     id: str
     name: str
@@ -273,6 +284,53 @@ class CartStore:
             op_ttl_ms=0,
         )
         return MergeReport(await self.revision(customer), False, summary)
+
+    async def preview_merge(
+        self,
+        customer: Owner,
+        guest: Owner,
+        strategy: merging.MergeStrategy,
+        actor: Actor,
+    ) -> MergePreview:
+        """The merge's plan without claiming or writing anything (``dry_run``).
+
+        Planned by the same pure ``merging.merge`` as the real merge, on a consistent read of
+        each owner; the real merge plans again on the state it then finds, so a client compares
+        ``rev`` with the revision it is shown later.
+        """
+        raw_claim = await self._guarded(
+            lambda: self.redis.get(OwnerKeys(guest.id).merge_claim), call="read"
+        )
+        mine = await self.snapshot(customer, "state")
+        if raw_claim is not None:
+            claim = _claim_dec.decode(raw_claim)
+            if claim.customer != _digest(customer.id):
+                raise Conflict(
+                    "this guest cart belongs to a merge into another account",
+                    code="guest_merged_elsewhere",
+                    field="guest_token",
+                )
+            if claim.state == "done":
+                return MergePreview(mine.rev, mine.cart, mine.wishlists, True, {})
+        theirs = await self.snapshot(guest, "state")
+        if not theirs.cart.lines and not any(w.items for w in theirs.wishlists):
+            return MergePreview(mine.rev, mine.cart, mine.wishlists, False, {})
+        now = now_iso()
+        outcome = merging.merge(
+            mine.cart.lines,
+            [w for w in mine.wishlists if w.created_at is not None],
+            theirs.cart.lines,
+            [w for w in theirs.wishlists if w.items],
+            strategy,
+            self.limits,
+            actor=actor,
+            now=now,
+        )
+        planned = [p.wishlist for p in outcome.wishlists]
+        ids = {w.id for w in planned}
+        wishlists = planned + [w for w in mine.wishlists if w.id not in ids]
+        cart = msgspec.structs.replace(mine.cart, lines=[p.line for p in outcome.lines])
+        return MergePreview(mine.rev, cart, wishlists, False, outcome.summary)
 
     async def _run(
         self,

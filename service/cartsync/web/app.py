@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 from redis.asyncio.cluster import RedisCluster
@@ -35,7 +36,15 @@ from cartsync.web import (
     routes_wishlists,
 )
 from cartsync.web.commands import COMMANDS
-from cartsync.web.endpoints import Endpoint, Mode, command_endpoint, json_response, owner_view
+from cartsync.web.endpoints import (
+    Answer,
+    Endpoint,
+    Mode,
+    PublicRoute,
+    command_endpoint,
+    json_response,
+    owner_view,
+)
 from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
@@ -49,6 +58,40 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
+async def openapi_json(request: Request) -> Response:
+    return json_response(request.app.state.openapi)
+
+
+PUBLIC: list[PublicRoute] = [
+    *routes_account.PUBLIC,
+    *routes_consent.PUBLIC,
+    PublicRoute(
+        "GET",
+        "/metrics",
+        metrics_endpoint,
+        "Prometheus metrics (text exposition format)",
+        {200: Answer("Metrics", str, media="text/plain")},
+        name="metrics",
+    ),
+    PublicRoute(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        "This document",
+        {200: Answer("The OpenAPI 3.1 document", dict[str, Any])},
+        name="openapi",
+    ),
+    PublicRoute(
+        "GET",
+        "/asyncapi.json",
+        asyncapi.asyncapi_json,
+        "The AsyncAPI 3.0 document of the /v1/ws websocket",
+        {200: Answer("The AsyncAPI 3.0 document", dict[str, Any])},
+        name="asyncapi",
+    ),
+]
+
+
 def create_app(settings: Settings) -> Starlette:
     """The cartsync ASGI app; Redis is connected in the lifespan, never at import."""
     keys = TokenKeys.from_settings(settings)
@@ -56,7 +99,7 @@ def create_app(settings: Settings) -> Starlette:
         issuer: TokenIssuer | None = TokenIssuer(keys, settings)
     except ValueError:
         issuer = None
-    spec = openapi.build(ENDPOINTS)
+    spec = openapi.build(ENDPOINTS, PUBLIC)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -108,24 +151,13 @@ def create_app(settings: Settings) -> Starlette:
             await redis.aclose()
             await http.aclose()
 
-    async def openapi_json(request: Request) -> Response:
-        return json_response(spec)
-
     routes: list[BaseRoute] = [
-        Route("/healthz", routes_account.healthz, methods=["GET"]),
-        Route("/readyz", routes_account.readyz, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/asyncapi.json", asyncapi.asyncapi_json, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/v1/guest", routes_account.issue_guest, methods=["POST"]),
+        *(Route(r.path, r.view, methods=[r.method]) for r in PUBLIC),
         WebSocketRoute("/v1/ws", live.websocket_endpoint),
         Route("/staff", pages.page("staff.html"), methods=["GET"]),
         Route("/demo", pages.page("demo.html"), methods=["GET"]),
         Mount("/static", app=pages.static_files(), name="static"),
     ]
-    routes.append(
-        Route("/v1/handoffs/{code}/claim", routes_consent.claim_handoff, methods=["POST"])
-    )
     modes: tuple[tuple[str, Mode], ...] = (
         ("/v1", "self"),
         ("/v1/customers/{customer_id}", "customer"),
@@ -164,7 +196,11 @@ def create_app(settings: Settings) -> Starlette:
             Exception: errors.on_unexpected,
         },
     )
+    # A path with a stray trailing slash is a 404 with the JSON error body like any other
+    # unknown route, not a bare 307 to a URL the client did not ask for.
+    app.router.redirect_slashes = False
     app.state.metrics = metrics
+    app.state.openapi = spec
     return app
 
 

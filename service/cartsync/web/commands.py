@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from cartsync import wire
+from cartsync.domain.events import SYSTEM_WISHLISTS
 from cartsync.domain.merge import wishlist_name_key
 from cartsync.domain.model import attrs_key, line_key
 from cartsync.errors import InvalidInput
@@ -29,6 +30,18 @@ def _present(**fields: Any) -> Payload:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: the answer names what the ``target`` operation takes next.
+
+    ``params`` maps the target's path parameters to runtime expressions such as
+    ``$response.body#/line/id``; the owner prefix (``customer_id``, ``grant_id``) is passed on.
+    """
+
+    target: str
+    params: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Command:
     name: str
     method: str
@@ -39,6 +52,13 @@ class Command:
     response: type[Any]
     body: type[Any] | None = None
     status: int = 200
+    also: Mapping[int, str] = field(default_factory=dict)
+    """Other success statuses and when they are answered."""
+    example: Mapping[str, Any] | None = None
+    """A request body the service accepts (OpenAPI example; a test sends each one)."""
+    links: tuple[Link, ...] = ()
+    reserved: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Path parameter values this command refuses (422) whatever the state."""
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -98,6 +118,13 @@ COMMANDS: tuple[Command, ...] = (
         wire.LineResult,
         wire.AddLine,
         201,
+        also={200: "Added to the existing line with the same sku and attrs"},
+        example={"sku": "TSHIRT-1", "qty": 2, "attrs": {"size": "M"}, "unit_price": "19.90"},
+        links=(
+            Link("patch_line", {"line_id": "$response.body#/line/id"}),
+            Link("remove_line", {"line_id": "$response.body#/line/id"}),
+            Link("save_for_later", {"line_id": "$response.body#/line/id"}),
+        ),
     ),
     Command(
         "patch_line",
@@ -108,6 +135,7 @@ COMMANDS: tuple[Command, ...] = (
         "Change a line's quantity or attrs (qty 0 removes it)",
         wire.PatchLineResult,
         wire.PatchLine,
+        example={"qty": 3},
     ),
     Command(
         "remove_line",
@@ -136,6 +164,7 @@ COMMANDS: tuple[Command, ...] = (
         "Set the cart's note",
         wire.NoteResult,
         wire.SetNote,
+        example={"note": "Gift wrap, please"},
     ),
     Command(
         "set_collection",
@@ -146,6 +175,7 @@ COMMANDS: tuple[Command, ...] = (
         "Mark the cart ready (or not) for click-and-collect",
         wire.CollectionResult,
         wire.SetCollection,
+        example={"ready": True},
     ),
     Command(
         "save_for_later",
@@ -175,6 +205,12 @@ COMMANDS: tuple[Command, ...] = (
         wire.WishlistResult,
         wire.CreateWishlist,
         201,
+        example={"name": "Birthday"},
+        links=(
+            Link("add_item", {"wishlist_id": "$response.body#/wishlist/id"}),
+            Link("rename_wishlist", {"wishlist_id": "$response.body#/wishlist/id"}),
+            Link("delete_wishlist", {"wishlist_id": "$response.body#/wishlist/id"}),
+        ),
     ),
     Command(
         "rename_wishlist",
@@ -185,6 +221,8 @@ COMMANDS: tuple[Command, ...] = (
         "Rename a wishlist",
         wire.WishlistResult,
         wire.PatchWishlist,
+        example={"name": "Christmas"},
+        reserved={"wishlist_id": SYSTEM_WISHLISTS},
     ),
     Command(
         "delete_wishlist",
@@ -194,6 +232,7 @@ COMMANDS: tuple[Command, ...] = (
         _params_only,
         "Delete a wishlist and its items",
         wire.Removed,
+        reserved={"wishlist_id": SYSTEM_WISHLISTS},
     ),
     Command(
         "add_item",
@@ -205,6 +244,18 @@ COMMANDS: tuple[Command, ...] = (
         wire.WishItemResult,
         wire.AddWishItem,
         201,
+        also={200: "The wishlist already holds this sku and attrs: that item, unchanged"},
+        example={"sku": "MUG-7", "attrs": {"colour": "blue"}, "note": "the big one"},
+        links=(
+            Link(
+                "remove_item",
+                {"wishlist_id": "$request.path.wishlist_id", "item_id": "$response.body#/item/id"},
+            ),
+            Link(
+                "move_to_cart",
+                {"wishlist_id": "$request.path.wishlist_id", "item_id": "$response.body#/item/id"},
+            ),
+        ),
     ),
     Command(
         "remove_item",
@@ -224,6 +275,7 @@ COMMANDS: tuple[Command, ...] = (
         "Move an item into the cart",
         wire.LineResult,
         wire.MoveToCart,
+        example={"qty": 1},
     ),
 )
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -23,7 +23,7 @@ from cartsync.domain.principal import (
 from cartsync.errors import Forbidden, NotFound
 from cartsync.storage.store import Mutation, WriteContext
 from cartsync.web import inputs
-from cartsync.web.commands import Command, fingerprint
+from cartsync.web.commands import Command, Link, fingerprint
 from cartsync.web.services import Services
 
 B = TypeVar("B")
@@ -85,6 +85,16 @@ Handler = Callable[[Call[Any]], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
+class QueryParam:
+    """A query parameter a handler reads; ``type_`` is the msgspec type its schema comes from."""
+
+    name: str
+    type_: Any
+    description: str
+    example: object = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One route of an owner's data, served at ``/v1<path>`` and ``/v1/customers/{id}<path>``."""
 
@@ -98,6 +108,21 @@ class Endpoint:
     mutation: bool = False
     staff: bool = True
     """Also served to staff at ``/v1/grants/{grant_id}<path>`` (the customer consented)."""
+    query: tuple[QueryParam, ...] = ()
+    also: Mapping[int, str] = field(default_factory=dict)
+    """Other success statuses and when they are answered."""
+    conditional: bool = False
+    """Answers 304 to an ``If-None-Match`` naming its current ``ETag``."""
+    example: Mapping[str, Any] | None = None
+    links: tuple[Link, ...] = ()
+    reserved: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Path parameter values refused (422) whatever the state, such as the system wishlists."""
+    name: str = ""
+    """The operation's name (OpenAPI operationId, link targets); the handler's name if empty."""
+
+    @property
+    def operation(self) -> str:
+        return self.name or self.handler.__name__
 
 
 def command_endpoint(command: Command) -> Endpoint:
@@ -118,7 +143,41 @@ def command_endpoint(command: Command) -> Endpoint:
         status=command.status,
         mutation=True,
         staff=command.name != "checkout",  # paying is the shop's and the customer's step
+        also=command.also,
+        example=command.example,
+        links=command.links,
+        reserved=command.reserved,
+        name=command.name,
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented answer of a public route."""
+
+    description: str
+    type_: Any = None
+    """The msgspec type of a JSON body; ``str`` with another ``media`` for text."""
+    media: str = "application/json"
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublicRoute:
+    """A route outside the owner prefixes (tokens, probes, metrics), routed and documented."""
+
+    method: str
+    path: str
+    view: Callable[[Request], Awaitable[Response]]
+    summary: str
+    answers: Mapping[int, Answer]
+    token: bool = False
+    """Takes a bearer token (documented in the summary which role)."""
+    name: str = ""
+
+    @property
+    def operation(self) -> str:
+        return self.name or self.view.__name__
 
 
 Mode = Literal["self", "customer", "grant"]

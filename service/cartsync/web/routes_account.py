@@ -12,7 +12,7 @@ from cartsync.auth.tokens import new_guest_subject
 from cartsync.domain.principal import Role
 from cartsync.errors import CartsyncError, Forbidden
 from cartsync.storage.store import now_iso
-from cartsync.web.endpoints import Call, Endpoint, json_response
+from cartsync.web.endpoints import Answer, Call, Endpoint, PublicRoute, json_response
 from cartsync.web.services import Services
 
 
@@ -89,3 +89,30 @@ async def readyz(request: Request) -> Response:
         detail = "signing keys not loaded yet for issuer " + ", ".join(waiting)
         return json_response(wire.Health(status="unavailable", detail=detail), status=503)
     return json_response(wire.Health(status="ready"))
+
+
+PUBLIC = [
+    PublicRoute(
+        "POST",
+        "/v1/guest",
+        issue_guest,
+        "Issue a guest token for an anonymous device (rate limited per client address)",
+        {
+            201: Answer("A guest token", wire.GuestToken),
+            403: Answer("This deployment holds no key to issue tokens", wire.ErrorBody),
+            429: Answer("Rate limited", wire.ErrorBody, headers=("Retry-After",)),
+            503: Answer("Redis unreachable", wire.ErrorBody, headers=("Retry-After",)),
+        },
+    ),
+    PublicRoute("GET", "/healthz", healthz, "The process is up", {200: Answer("Up", wire.Health)}),
+    PublicRoute(
+        "GET",
+        "/readyz",
+        readyz,
+        "The process can reach Redis",
+        {
+            200: Answer("Ready", wire.Health),
+            503: Answer("Redis unreachable (detail says why)", wire.Health),
+        },
+    ),
+]

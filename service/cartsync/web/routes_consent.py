@@ -17,7 +17,7 @@ from cartsync.domain.model import Actor
 from cartsync.domain.principal import Owner, Role
 from cartsync.errors import Forbidden, NotFound
 from cartsync.storage.store import WriteContext
-from cartsync.web.endpoints import Call, Endpoint, json_response
+from cartsync.web.endpoints import Answer, Call, Endpoint, PublicRoute, json_response
 from cartsync.web.services import Services
 
 
@@ -105,5 +105,26 @@ ENDPOINTS = [
         response=wire.Removed,
         mutation=True,
         staff=False,
+    ),
+]
+
+
+PUBLIC = [
+    PublicRoute(
+        "POST",
+        "/v1/handoffs/{code}/claim",
+        claim_handoff,
+        "Staff token: turn a customer's hand-off code into a grant (rate limited per employee "
+        "and store; a code works once)",
+        {
+            201: Answer("The grant; use it at /v1/grants/{grant_id}/...", wire.GrantResult),
+            400: Answer("Malformed header", wire.ErrorBody),
+            401: Answer("Missing or invalid token", wire.ErrorBody, headers=("WWW-Authenticate",)),
+            403: Answer("Not a staff token with a store", wire.ErrorBody),
+            404: Answer("No such code, or it was used or expired", wire.ErrorBody),
+            429: Answer("Too many claims", wire.ErrorBody, headers=("Retry-After",)),
+            503: Answer("Redis unreachable", wire.ErrorBody, headers=("Retry-After",)),
+        },
+        token=True,
     ),
 ]
