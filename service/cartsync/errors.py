@@ -113,3 +113,54 @@ class StoreUnavailable(CartsyncError):
     """Redis cannot be reached or did not answer in time."""
 
     code = "store_unavailable"
+
+
+CODES: frozenset[str] = frozenset(
+    {
+        # Requests that cannot be read (400)
+        "malformed_json",
+        "too_deep",
+        "duplicate_key",
+        "bad_header",
+        # Who is calling (401, 403)
+        "unauthenticated",
+        "forbidden",
+        # Nothing there (404, 405)
+        "route_not_found",
+        "method_not_allowed",
+        "line_not_found",
+        "wishlist_not_found",
+        "item_not_found",
+        "handoff_not_found",
+        "grant_not_found",
+        # The state forbids it (409, 412)
+        "line_conflict",
+        "wishlist_name_taken",
+        "cart_merging",
+        "guest_merged",
+        "guest_merged_elsewhere",
+        "cart_busy",
+        "merge_not_claimed",
+        "handoff_busy",
+        "revision_mismatch",
+        # The body or a parameter breaks a rule (413, 415, 422)
+        "payload_too_large",
+        "unsupported_media_type",
+        "invalid_field",
+        "invalid_input",
+        "limit_exceeded",
+        "idempotency_key_reused",
+        "cart_empty",
+        "wishlist_protected",
+        "invalid_guest_token",
+        "unknown_op",
+        # Try again later (429, 500, 503)
+        "rate_limited",
+        "internal_error",
+        "store_unavailable",
+    }
+)
+"""Every ``code`` a caller can get, in an HTTP error body or a websocket ``nack``: docs/api.md
+lists exactly these, and tests/test_docs_contract.py finds every code the service and its Lua
+scripts name in here. ``error``, ``not_found`` and ``conflict``, the codes of base classes
+above, are never sent: every raise of those classes names its own code."""
