@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from cartsync.web.app import ENDPOINTS
 
@@ -361,6 +362,81 @@ async def test_if_none_match_with_current_etag_is_304(alice: httpx.AsyncClient) 
     fresh = await alice.get("/v1/cart", headers={"If-None-Match": stale.headers["etag"]})
     assert fresh.status_code == 304
     assert fresh.content == b""
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ('"0", "1"', 304),  # a list: one of them is current
+        ('W/"1"', 304),  # If-None-Match compares weakly
+        ("*", 304),
+        ('"0", W/"7"', 200),
+        ("1", 400),  # not an ETag: a client bug, answered as one
+        ('"abc"', 400),
+    ],
+)
+async def test_if_none_match_takes_a_list_of_etags(
+    alice: httpx.AsyncClient, header: str, status: int
+) -> None:
+    await add_line(alice, "A")
+    r = await alice.get("/v1/cart", headers={"If-None-Match": header})
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert error_of(r) == {
+            "code": "bad_header",
+            "message": 'If-None-Match must be * or ETags like "12", comma-separated',
+            "field": "If-None-Match",
+        }
+    else:
+        assert r.headers["etag"] == '"1"'
+
+
+async def test_history_pages_with_limit_and_limit_zero_answers_no_events(
+    alice: httpx.AsyncClient,
+) -> None:
+    for sku in "ABCDE":
+        await add_line(alice, sku)
+    pages, since = [], 0
+    for _ in range(5):
+        r = await alice.get("/v1/cart/history", params={"since": since, "limit": 2})
+        assert r.status_code == 200, r.text
+        events = r.json()["events"]
+        if not events:
+            break
+        pages.append([e["rev"] for e in events])
+        since = events[-1]["rev"]
+    assert pages == [[1, 2], [3, 4], [5]]
+
+    r = await alice.get("/v1/cart/history", params={"since": 0, "limit": 0})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "rev": 5,
+        "epoch": r.json()["epoch"],
+        "since": 0,
+        "complete": True,
+        "events": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/v1/grants/"), ("GET", "/v1/cart/"), ("POST", "/v1/cart/lines/")],
+)
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(
+    alice: httpx.AsyncClient, method: str, path: str
+) -> None:
+    r = await alice.request(method, path)
+    assert r.status_code == 404, r.text
+    assert "location" not in r.headers
+    assert error_of(r) == {"code": "route_not_found", "message": "no such route"}
+
+
+async def test_patching_a_line_with_nothing_is_refused(alice: httpx.AsyncClient) -> None:
+    line = (await add_line(alice, "A")).json()["line"]
+    r = await alice.patch(f"/v1/cart/lines/{line['id']}", json={})
+    assert r.status_code == 422, r.text
+    assert error_of(r)["field"] == "qty"
+    assert (await cart(alice))["rev"] == 1
 
 
 async def test_if_match_with_current_etag_applies(alice: httpx.AsyncClient) -> None:

@@ -550,3 +550,65 @@ async def test_only_a_customer_can_take_in_a_guest(
     r = await merge(client, {}, other_guest)
     assert r.status_code == 401, r.text
     await add_line(client, bearer(other_guest), "G-2")  # none of this touched the guest
+
+
+# Preview (dry_run) -----------------------------------------------------------------------------
+
+
+async def test_a_dry_run_answers_the_plan_and_changes_nothing(
+    client: httpx.AsyncClient, tokens: Tokens, customer_id: str
+) -> None:
+    customer = tokens.headers("customer", customer_id)
+    for sku, qty, attrs in CUSTOMER_LINES:
+        await add_line(client, customer, sku, qty, attrs)
+    guest_token, _ = minted_guest(tokens)
+    guest = bearer(guest_token)
+    for sku, qty, attrs in GUEST_LINES:
+        await add_line(client, guest, sku, qty, attrs)
+    await add_item(client, guest, "default", "W-1")
+    before = await get_cart(client, customer)
+    guest_before = await get_cart(client, guest)
+
+    body = {"guest_token": guest_token, "strategy": "max", "dry_run": True}
+    preview = await client.post("/v1/cart/merge", json=body, headers=customer)
+    assert preview.status_code == 200, preview.text
+    plan = preview.json()
+    assert plan["dry_run"] is True
+    assert plan["already_merged"] is False
+    assert plan["rev"] == before["rev"]  # the revision the plan was computed at
+    assert preview.headers["etag"] == f'"{before["rev"]}"'
+    assert quantities(plan["cart"]) == EXPECTED_LINES["max"]
+    assert wishlist_skus(plan["wishlists"])["default"] == ["W-1"]
+
+    # Nothing moved: both carts, both revisions, no event, and the guest is still open.
+    assert await get_cart(client, customer) == before
+    assert await get_cart(client, guest) == guest_before
+    assert "cart.merged" not in await event_types(client, customer)
+    await add_line(client, guest, "LATE-1")
+
+    done = await merge(client, customer, guest_token, "max")
+    assert done.status_code == 200, done.text
+    assert done.json()["dry_run"] is False
+    assert quantities(done.json()["cart"]) == {**EXPECTED_LINES["max"], line_id("LATE-1"): 1}
+
+
+async def test_a_dry_run_after_the_merge_says_already_merged(
+    client: httpx.AsyncClient, tokens: Tokens, customer_id: str
+) -> None:
+    customer = tokens.headers("customer", customer_id)
+    guest_token, _ = minted_guest(tokens)
+    await add_line(client, bearer(guest_token), "G-1", 2)
+    done = await merge(client, customer, guest_token)
+    assert done.status_code == 200, done.text
+
+    body = {"guest_token": guest_token, "dry_run": True}
+    again = await client.post("/v1/cart/merge", json=body, headers=customer)
+    assert again.status_code == 200, again.text
+    assert again.json()["already_merged"] is True
+    assert again.json()["rev"] == done.json()["rev"]
+    assert quantities(again.json()["cart"]) == {line_id("G-1"): 2}
+
+    elsewhere = tokens.headers("customer", f"{customer_id}-other")
+    r = await client.post("/v1/cart/merge", json=body, headers=elsewhere)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "guest_merged_elsewhere"
