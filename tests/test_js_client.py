@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cartsync.domain.events import ALL
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
@@ -24,6 +25,7 @@ from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_
 JS_DIR = ROOT / "clients" / "js"
 STATIC_DIR = ROOT / "service" / "cartsync" / "web" / "static"
 NODE_SUITE_TIMEOUT_S = 300
+SHORT_TOKEN_TTL_S = 4
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +38,19 @@ def test_the_served_module_is_the_client_source() -> None:
     source = (JS_DIR / "src" / "cartsync.js").read_bytes()
     served = (STATIC_DIR / "cartsync.js").read_bytes()
     assert served == source, "copy clients/js/src/cartsync.js to service/cartsync/web/static/"
+
+
+def test_the_client_knows_every_event_type_of_the_service() -> None:
+    """A type the service learns fails here until the JS client handles it."""
+    program = (
+        "import { EVENT_TYPES } from './clients/js/src/cartsync.js';"
+        "console.log(JSON.stringify(EVENT_TYPES));"
+    )
+    code, output = node.run(
+        ["--input-type=module", "-e", program], cwd=ROOT, env=dict(os.environ), timeout_s=60
+    )
+    assert code == 0, output
+    assert sorted(json.loads(output)) == sorted(ALL)
 
 
 def test_the_package_has_no_runtime_dependencies() -> None:
@@ -56,11 +71,17 @@ def running(env: dict[str, str]) -> Iterator[ServiceProcess]:
 
 @contextmanager
 def control_endpoint(
-    service: ServiceProcess, redis: RedisProcess, rewound_owner: str
+    service: ServiceProcess,
+    redis: RedisProcess,
+    rewound_owner: str,
+    newer_owner: str,
+    short_token: Callable[[], str],
 ) -> Iterator[str]:
     """``POST /stop`` and ``POST /start`` on a loopback port stop and start ``service``;
     ``POST /save`` and ``POST /rewind`` save ``rewound_owner``'s keys and put them back, as a
-    failover that lost the changes made in between would."""
+    failover that lost the changes made in between would; ``POST /unknown-event`` gives
+    ``newer_owner`` an event of a type no client knows, as a newer server would;
+    ``POST /short-token`` answers a token minted now that expires in a few seconds."""
     lock = threading.Lock()
     saved: list[Callable[[], None]] = []
 
@@ -68,6 +89,9 @@ def control_endpoint(
         def do_POST(self) -> None:
             try:
                 with lock:
+                    if self.path == "/short-token":
+                        self._answer(200, short_token())
+                        return
                     if self.path == "/stop":
                         service.stop()
                     elif self.path == "/start":
@@ -77,8 +101,13 @@ def control_endpoint(
                         saved[:] = [redis.save_owner(rewound_owner)]
                     elif self.path == "/rewind" and saved:
                         saved.pop()()
+                    elif self.path == "/unknown-event":
+                        redis.append_event(newer_owner, "cart.gift_wrapped", '{"paper":"red"}')
                     else:
-                        self._answer(404, "POST /stop, /start, /save or /rewind (after /save)")
+                        self._answer(
+                            404,
+                            "POST /stop, /start, /save, /rewind, /unknown-event or /short-token",
+                        )
                         return
                 self._answer(200, "ok")
             except Exception as exc:  # the JS test shows it; the thread must not die with it
@@ -107,12 +136,20 @@ def control_endpoint(
 
 
 def suite_ids() -> dict[str, str]:
-    names = ("rest", "live", "off", "hand", "lost")
+    names = ("rest", "live", "off", "hand", "lost", "newer", "refresh")
     return {name: f"js-{name}-{uuid.uuid4().hex[:8]}" for name in names}
 
 
+def refused(token: str) -> str:
+    """The same claims with a signature the service refuses ("token has a bad signature")."""
+    header, claims, signature = token.split(".")
+    flipped = "A" if signature[10] != "A" else "B"
+    return f"{header}.{claims}.{signature[:10]}{flipped}{signature[11:]}"
+
+
 def suite_tokens(tokens: Tokens, ids: dict[str, str]) -> dict[str, str]:
-    """One customer per JS test file, second devices of some, and a staff member of store s1."""
+    """One customer per JS test file, second devices of some, a staff member of store s1, and
+    tokens the service refuses (for token providers to replace)."""
     return {
         "rest": tokens.token("customer", ids["rest"]),
         "live": tokens.token("customer", ids["live"]),
@@ -120,6 +157,10 @@ def suite_tokens(tokens: Tokens, ids: dict[str, str]) -> dict[str, str]:
         "offline": tokens.token("customer", ids["off"]),
         "handoff": tokens.token("customer", ids["hand"]),
         "lost": tokens.token("customer", ids["lost"]),
+        "offline-refused": refused(tokens.token("customer", ids["off"])),
+        "newer": tokens.token("customer", ids["newer"]),
+        "refresh": tokens.token("customer", ids["refresh"]),
+        "refresh-refused": refused(tokens.token("customer", ids["refresh"])),
         "staff": tokens.token("staff", f"staff-{uuid.uuid4().hex[:8]}", store="s1"),
     }
 
@@ -133,11 +174,17 @@ def test_js_client_suite(
     def env_for(name: str, **overrides: str) -> dict[str, str]:
         return service_env(redis_server.url, tmp_path / name, **overrides)
 
+    def short_token() -> str:
+        return tokens.token("customer", ids["off"], ttl_s=SHORT_TOKEN_TTL_S)
+
     with (
         running(env_for("main")) as main,
         running(env_for("limited", CARTSYNC_RATE_LIMIT="5/second")) as limited,
-        running(env_for("restartable")) as restartable,
-        control_endpoint(restartable, redis_server, f"c:{ids['lost']}") as control_url,
+        # No clock leeway, so a token there is refused the moment it expires.
+        running(env_for("restartable", CARTSYNC_JWT_LEEWAY_SECONDS="0")) as restartable,
+        control_endpoint(
+            restartable, redis_server, f"c:{ids['lost']}", f"c:{ids['newer']}", short_token
+        ) as control_url,
     ):
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")},

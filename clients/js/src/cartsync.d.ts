@@ -1,8 +1,15 @@
 // Types of @cartsync/client (src/cartsync.js). The wire shapes follow docs/api.md.
 
+/** This client's version; its major is the protocol's (1.x speaks `cartsync.v1`). */
 export declare const VERSION: string;
+/** The protocol this client speaks: the websocket subprotocol and the `/v1` routes. */
+export declare const PROTOCOL: "cartsync.v1";
 export declare const SUBPROTOCOL: "cartsync.v1";
+/** Every event type the client applies; another type makes it ask for a snapshot. */
+export declare const EVENT_TYPES: readonly EventType[];
 export declare const REVOKED_CLOSE_CODE: 4403;
+/** The socket's token ran out: with a token provider the client reconnects with its next token. */
+export declare const TOKEN_EXPIRED_CLOSE_CODE: 4401;
 export declare const FATAL_CLOSE_CODES: readonly number[];
 
 // Wire types ----------------------------------------------------------------------------------
@@ -68,6 +75,7 @@ export type EventType =
   | "cart.checked_out"
   | "cart.merged"
   | "cart.collection_set"
+  | "owner.erased"
   | "wishlist.created"
   | "wishlist.renamed"
   | "wishlist.deleted"
@@ -199,11 +207,16 @@ export interface QueueStorage {
   removeItem(key: string): void;
 }
 
+export type TokenProvider = () => string | Promise<string>;
+
 export interface ClientOptions {
   /** `http(s)://host[:port]`; in a browser, defaults to the page's origin. */
   baseUrl?: string;
-  /** A customer, guest or staff JWT. */
-  token?: string | null;
+  /**
+   * A customer, guest or staff JWT, or a provider returning one (sync or async): asked on first
+   * use and again after a 401 or a live socket closed 1008 for its token.
+   */
+  token?: string | TokenProvider | null;
   /** Sent as `X-Device-Id` on every request. */
   deviceId?: string | null;
   /** Act on a customer's data through this staff grant (`/v1/grants/{grantId}/...`). */
@@ -301,7 +314,8 @@ export declare class CartsyncClient extends EventTarget {
   static createGuest(options?: Pick<ClientOptions, "baseUrl" | "fetch" | "retries" | "backoff">): Promise<GuestToken>;
 
   baseUrl: string;
-  token: string | null;
+  /** The token in use (null before a provider was first asked). */
+  readonly token: string | null;
   deviceId: string | null;
   readonly grantId: string | null;
   retries: number;

@@ -7,12 +7,18 @@
  *
  * Errors: every failed request rejects with a `CartsyncError` (`status`, `code`, `message`,
  * `field`), or its subclass `NetworkError` (status 0) when no answer came back at all.
+ *
+ * Versions: the client speaks protocol `PROTOCOL` (`cartsync.v1`, the websocket subprotocol and
+ * the `/v1` routes); its major `VERSION` is that protocol's version.
  */
 
-export const VERSION = "0.1.0";
-export const SUBPROTOCOL = "cartsync.v1";
+export const VERSION = "1.0.0";
+export const PROTOCOL = "cartsync.v1";
+export const SUBPROTOCOL = PROTOCOL;
 /** The close code the service uses when a staff member's grant is revoked or expires. */
 export const REVOKED_CLOSE_CODE = 4403;
+/** The close code the service uses when the socket's token ran out (no fresh `auth` in time). */
+export const TOKEN_EXPIRED_CLOSE_CODE = 4401;
 /** Closes that another connection would only repeat: a refused token, a message we got wrong. */
 export const FATAL_CLOSE_CODES = Object.freeze([1003, 1007, 1008, 1009]);
 
@@ -20,7 +26,32 @@ const RETRYABLE_STATUS = new Set([429, 503]);
 const SYSTEM_WISHLISTS = ["default", "saved"];
 /** Event types that change no cart or wishlist state but still take a revision. */
 const STATELESS_EVENTS = new Set(["grant.started", "grant.revoked"]);
+/**
+ * Every event type of `cartsync.v1` this client applies (tests/test_js_client.py holds it equal
+ * to the service's list). Another type (a newer service) makes the client ask for a snapshot.
+ */
+export const EVENT_TYPES = Object.freeze([
+  "line.added",
+  "line.updated",
+  "line.removed",
+  "line.saved_for_later",
+  "cart.cleared",
+  "cart.note_set",
+  "cart.checked_out",
+  "cart.merged",
+  "cart.collection_set",
+  "owner.erased",
+  "wishlist.created",
+  "wishlist.renamed",
+  "wishlist.deleted",
+  "wishlist.item_added",
+  "wishlist.item_removed",
+  "wishlist.item_moved_to_cart",
+  ...STATELESS_EVENTS,
+]);
 const HELLO_TIMEOUT_MS = 15_000;
+/** A fresh token goes to the socket this long before its own expires (or a quarter of the rest). */
+const RENEW_BEFORE_MS = 60_000;
 const RESYNC_AFTER_MS = 5_000;
 
 // Errors ------------------------------------------------------------------------------------
@@ -115,6 +146,11 @@ function segment(value) {
   return encodeURIComponent(text);
 }
 
+/** A close the token caused: it ran out (4401), or was refused (1008, and the reason says so). */
+function refusedToken(code, reason) {
+  return code === TOKEN_EXPIRED_CLOSE_CODE || (code === 1008 && /^token\b/.test(String(reason ?? "")));
+}
+
 /** `role:subject` from a JWT, without checking it; only names this caller's offline queue. */
 function tokenIdentity(token) {
   try {
@@ -198,6 +234,9 @@ function applyEvent(cart, wishlists, event) {
         cart: { ...cart, lines: [...d.lines].sort(bySeq) },
         wishlists: withDefaultWishlist(d.wishlists),
       };
+    case "owner.erased":
+      // Never logged and numbered 0: everything is gone; the snapshot that follows says so.
+      throw new StaleCopy("the owner's data was erased");
     case "wishlist.created":
     case "wishlist.renamed":
       return {
@@ -233,9 +272,20 @@ function applyEvent(cart, wishlists, event) {
  * Events (an `EventTarget`): `cart` and `wishlists` (detail: the new value), `event` (detail:
  * the applied event), `connection` (detail: `{state, code?, reason?}`; state is `connecting`,
  * `open`, `offline` or `closed`), `revoked` (detail: `{code, reason}`), `queue` (detail:
- * `{pending, sent?, error?}`).
+ * `{pending, sent?, error?}`), `snapshot` (detail: the new state).
+ *
+ * `token` is a token or a provider: a function (sync or async) returning one. The client asks
+ * the provider when it first needs a token and again when the service refuses the one it has
+ * (401, or the live socket closed 1008 for its token), then repeats that request or connection
+ * once. The live copy, its revision and the offline queue (with its Idempotency-Keys) stay.
  */
 export class CartsyncClient extends EventTarget {
+  #provider = null;
+  #token = null;
+  #tokenAsked = null;
+  #socketToken = null;
+  #refusedSocketToken = null;
+  #queueRestored = false;
   #fetch;
   #WebSocket;
   #storage;
@@ -250,6 +300,7 @@ export class CartsyncClient extends EventTarget {
   #reconnectTimer = null;
   #heartbeatTimer = null;
   #helloTimer = null;
+  #renewTimer = null;
   #lastHeard = 0;
   #syncSentAt = null;
   #ready = null;
@@ -266,7 +317,8 @@ export class CartsyncClient extends EventTarget {
     const baseUrl = options.baseUrl ?? globalThis.location?.origin;
     if (!baseUrl) throw new TypeError("baseUrl is required");
     this.baseUrl = String(baseUrl).replace(/\/+$/, "");
-    this.token = options.token ?? null;
+    if (typeof options.token === "function") this.#provider = options.token;
+    else this.#token = options.token ?? null;
     this.deviceId = options.deviceId ?? null;
     this.grantId = options.grantId ?? null;
     this.retries = options.retries ?? 4;
@@ -278,9 +330,46 @@ export class CartsyncClient extends EventTarget {
     if (typeof this.#fetch !== "function") throw new TypeError("no fetch: pass the fetch option");
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket ?? null;
     this.#storage = options.storage === undefined ? defaultStorage() : options.storage;
-    const scope = this.grantId ? `grant:${this.grantId}` : "own";
-    this.#queueKey = options.storageKey ?? `cartsync:queue:${this.baseUrl}:${tokenIdentity(this.token)}:${scope}`;
-    this.#restoreQueue();
+    this.#queueKey = options.storageKey ?? null;
+    // With a provider the queue's owner is known from its first token (see #currentToken).
+    if (this.#provider === null || this.#queueKey !== null) this.#restoreQueue();
+  }
+
+  /** The token in use (null before a provider was first asked). */
+  get token() {
+    return this.#token;
+  }
+
+  /** The token to send: a provider is asked on first use (and the caller's queue restored). */
+  async #currentToken() {
+    if (this.#token !== null || this.#provider === null) return this.#token;
+    this.#tokenAsked ??= this.#askProvider();
+    return this.#tokenAsked;
+  }
+
+  async #askProvider() {
+    try {
+      const token = await this.#provider();
+      if (typeof token !== "string" || token === "") {
+        throw new TypeError(`the token provider returned ${typeof token}, not a token`);
+      }
+      this.#token = token;
+      if (!this.#queueRestored) this.#restoreQueue();
+      return token;
+    } finally {
+      this.#tokenAsked = null;
+    }
+  }
+
+  /** A token other than `refused` from the provider, or null when it has none. */
+  async #refreshToken(refused) {
+    if (this.#provider === null) return null;
+    if (this.#token === refused) {
+      this.#token = null;
+      this.#tokenAsked ??= this.#askProvider();
+    }
+    const fresh = await this.#currentToken();
+    return fresh === refused ? null : fresh;
   }
 
   /** Ask the service for a guest token (no `Authorization`): `{token, guest_id, expires_at}`. */
@@ -293,7 +382,7 @@ export class CartsyncClient extends EventTarget {
   forGrant(grantId, options = {}) {
     return new CartsyncClient({
       baseUrl: this.baseUrl,
-      token: this.token,
+      token: this.#provider ?? this.#token,
       deviceId: this.deviceId,
       retries: this.retries,
       backoff: this.backoff,
@@ -445,10 +534,21 @@ export class CartsyncClient extends EventTarget {
     const retries = opts.retries ?? this.retries;
     const networkRetries = Math.min(retries, opts.networkRetries ?? retries);
     let networkFailures = 0;
+    let refreshed = false;
+    let token = opts.auth === false ? null : await this.#currentToken();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#send(method, path, opts);
+        return await this.#send(method, path, { ...opts, token });
       } catch (error) {
+        if (error.status === 401 && token !== null && !refreshed) {
+          refreshed = true;
+          const fresh = await this.#refreshToken(token);
+          if (fresh !== null) {
+            token = fresh;
+            attempt--; // the same request with a new token, not a retry of a failure
+            continue;
+          }
+        }
         const network = error instanceof NetworkError;
         if (network) networkFailures++;
         const retryable = network ? networkFailures <= networkRetries : RETRYABLE_STATUS.has(error.status);
@@ -458,11 +558,11 @@ export class CartsyncClient extends EventTarget {
     }
   }
 
-  async #send(method, path, { body, query, headers = {}, idempotencyKey, ifMatch, auth = true }) {
+  async #send(method, path, { body, query, headers = {}, idempotencyKey, ifMatch, token }) {
     const url = new URL(this.baseUrl + path);
     for (const [k, v] of Object.entries(query ?? {})) if (v != null) url.searchParams.set(k, String(v));
     const h = { Accept: "application/json", ...headers };
-    if (auth && this.token) h.Authorization = `Bearer ${this.token}`;
+    if (token) h.Authorization = `Bearer ${token}`;
     if (this.deviceId) h["X-Device-Id"] = this.deviceId;
     if (idempotencyKey) h["Idempotency-Key"] = idempotencyKey;
     if (ifMatch != null) h["If-Match"] = `"${ifMatch}"`;
@@ -526,6 +626,7 @@ export class CartsyncClient extends EventTarget {
       ifMatch: opts.ifMatch ?? null,
     };
     const queueable = this.offlineQueue && opts.queue !== false;
+    if (!this.#queueRestored) await this.#currentToken(); // it names the queue to restore first
     if (queueable && this.#queue.length > 0) return this.#enqueue(op);
     try {
       const res = await this.request(method, path, {
@@ -625,7 +726,7 @@ export class CartsyncClient extends EventTarget {
   }
 
   #persistQueue() {
-    if (!this.#storage) return;
+    if (!this.#storage || this.#queueKey === null) return;
     try {
       if (this.#queue.length === 0) {
         this.#storage.removeItem(this.#queueKey);
@@ -639,11 +740,16 @@ export class CartsyncClient extends EventTarget {
   }
 
   #restoreQueue() {
+    this.#queueRestored = true;
+    if (this.#queueKey === null) {
+      const scope = this.grantId ? `grant:${this.grantId}` : "own";
+      this.#queueKey = `cartsync:queue:${this.baseUrl}:${tokenIdentity(this.#token)}:${scope}`;
+    }
     if (!this.#storage || !this.offlineQueue) return;
     try {
       const raw = this.#storage.getItem(this.#queueKey);
       const ops = raw ? JSON.parse(raw) : [];
-      if (Array.isArray(ops)) this.#queue = ops.filter((op) => op && op.key && op.method && op.path);
+      if (Array.isArray(ops)) this.#queue = [...ops.filter((op) => op && op.key && op.method && op.path), ...this.#queue];
     } catch {
       this.#queue = [];
     }
@@ -718,7 +824,20 @@ export class CartsyncClient extends EventTarget {
 
   #open() {
     this.#setConnection("connecting");
-    const protocols = [SUBPROTOCOL, `bearer.${this.token}`];
+    this.#currentToken().then(
+      (token) => {
+        if (this.#live && this.#ws === null) this.#openWith(token);
+      },
+      (error) => {
+        // The provider failed (offline, its server down): try again later, like a failed socket.
+        if (this.#live) this.#onClose(1006, `no token: ${error?.message ?? error}`);
+      },
+    );
+  }
+
+  #openWith(token) {
+    this.#socketToken = token;
+    const protocols = [SUBPROTOCOL, `bearer.${token}`];
     if (this.grantId) protocols.push(`grant.${this.grantId}`);
     let ws;
     try {
@@ -743,6 +862,22 @@ export class CartsyncClient extends EventTarget {
     this.#ws = null;
     this.#stopTimers();
     if (!this.#live) return;
+    if (refusedToken(code, reason) && this.#provider !== null && this.#refusedSocketToken === null) {
+      // Once per refusal: a token refused again right after a refresh is final (no loop).
+      const refused = (this.#refusedSocketToken = this.#socketToken);
+      this.#setConnection("connecting", { code, reason });
+      this.#refreshToken(refused).then(
+        (fresh) => {
+          if (!this.#live) return;
+          if (fresh === null) this.#fail(new CartsyncError(0, "session_closed", reason), code, reason);
+          else this.#openWith(fresh);
+        },
+        (error) => {
+          if (this.#live) this.#fail(new CartsyncError(0, "session_closed", String(error?.message ?? error)), code, reason);
+        },
+      );
+      return;
+    }
     if (code === REVOKED_CLOSE_CODE) {
       this.#revoked(code, reason);
     } else if (FATAL_CLOSE_CODES.includes(code)) {
@@ -776,8 +911,31 @@ export class CartsyncClient extends EventTarget {
   #stopTimers() {
     clearTimeout(this.#helloTimer);
     clearInterval(this.#heartbeatTimer);
+    clearTimeout(this.#renewTimer);
     this.#helloTimer = null;
     this.#heartbeatTimer = null;
+    this.#renewTimer = null;
+  }
+
+  /** Send the provider's next token before the socket's runs out at `expiresAt` (Unix s). */
+  #renewBefore(ws, expiresAt) {
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = null;
+    if (this.#provider === null || typeof expiresAt !== "number") return;
+    const left = expiresAt * 1000 - Date.now();
+    const delay = Math.max(0, left - Math.min(RENEW_BEFORE_MS, left / 4));
+    this.#renewTimer = setTimeout(async () => {
+      this.#renewTimer = null;
+      let fresh = null;
+      try {
+        fresh = await this.#refreshToken(this.#socketToken);
+      } catch {
+        return; // the provider failed: at expiry (4401) the socket reconnects and asks again
+      }
+      if (fresh === null || ws !== this.#ws) return;
+      this.#socketToken = fresh;
+      this.#sendFrame(ws, { type: "auth", token: fresh });
+    }, delay);
   }
 
   #setConnection(state, extra = {}) {
@@ -817,6 +975,8 @@ export class CartsyncClient extends EventTarget {
     switch (frame.type) {
       case "hello":
         clearTimeout(this.#helloTimer);
+        this.#refusedSocketToken = null; // this socket's token was accepted
+        this.#renewBefore(ws, frame.expires_at);
         this.#sync(ws);
         this.#attempt = 0;
         this.#heartbeatTimer = setInterval(() => this.#heartbeat(ws), this.pingIntervalMs);
@@ -832,6 +992,9 @@ export class CartsyncClient extends EventTarget {
         break;
       case "ping":
         this.#sendFrame(ws, { type: "pong" });
+        break;
+      case "authenticated":
+        this.#renewBefore(ws, frame.expires_at);
         break;
       default:
         break; // pong, ack, nack, and frames of newer servers
@@ -874,9 +1037,10 @@ export class CartsyncClient extends EventTarget {
     let next;
     try {
       next = applyEvent(state.cart, state.wishlists, event);
-    } catch (error) {
-      if (!(error instanceof StaleCopy)) throw error;
-      this.#sync(ws, { fresh: true }); // this copy cannot follow: start again from a snapshot
+    } catch {
+      // An unknown type (a newer service), a wishlist this copy lacks, data it cannot read:
+      // this copy cannot follow, so it starts again from a snapshot instead of throwing.
+      this.#sync(ws, { fresh: true });
       return;
     }
     this.#syncSentAt = null;

@@ -1,21 +1,15 @@
 // The offline queue: changes made while the service process is stopped are kept (in memory and
-// in storage) with their Idempotency-Keys and sent in order once it is back, each applied once.
-// tests/test_js_client.py runs a service of its own for this file at CARTSYNC_RESTARTABLE_URL,
-// and stops and starts that process when asked at CARTSYNC_CONTROL_URL.
+// in storage) with their Idempotency-Keys and sent in order once it is back, each applied once;
+// and tokens that run out while the app runs. tests/test_js_client.py runs a service of its own
+// for this file at CARTSYNC_RESTARTABLE_URL (no clock leeway: a token expires on time), and
+// stops and starts that process when asked at CARTSYNC_CONTROL_URL.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
-import { client, MemoryStorage, nextEvent, until } from "../testkit/env.js";
+import { client, control, MemoryStorage, nextEvent, token, until } from "../testkit/env.js";
 
-const CONTROL_URL = process.env.CARTSYNC_CONTROL_URL;
 const RESTARTABLE_URL = process.env.CARTSYNC_RESTARTABLE_URL;
 assert.ok(RESTARTABLE_URL, "CARTSYNC_RESTARTABLE_URL is not set");
-
-async function control(action) {
-  assert.ok(CONTROL_URL, "CARTSYNC_CONTROL_URL is not set");
-  const response = await fetch(`${CONTROL_URL}/${action}`, { method: "POST", signal: AbortSignal.timeout(60_000) });
-  assert.equal(response.status, 200, `${action}: ${await response.text()}`);
-}
 
 const storage = new MemoryStorage();
 const tablet = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "tablet", storage });
@@ -142,5 +136,98 @@ test("a copy that resumes where a failover lost changes is given the server's st
   } finally {
     phone.close();
     laptop.close();
+  }
+});
+
+test("changes queued under a token the service refuses are sent with the provider's next token, same keys", async () => {
+  // The app's first token turns out refused (as an expired one would be) only once the service
+  // is back; the provider's next token sends the queued changes, each applied once.
+  const asked = [];
+  const provider = async () => {
+    asked.push(asked.length === 0 ? "offline-refused" : "offline");
+    return token(asked.at(-1));
+  };
+  const app = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "app", storage: new MemoryStorage(), token: provider });
+  const sent = [];
+  app.addEventListener("queue", (e) => e.detail.key && sent.push([e.detail.key, e.detail.replayed]));
+  const before = (await tablet.getCart()).rev;
+  await control("stop");
+  let queued;
+  try {
+    queued = [await app.addLine({ sku: "TOK-1" }), await app.setNote("queued under an old token")];
+    assert.deepEqual(
+      queued.map((q) => q.queued),
+      [true, true],
+    );
+    assert.deepEqual(
+      app.queued.map((op) => op.key),
+      queued.map((q) => q.idempotencyKey),
+    );
+  } finally {
+    await control("start");
+  }
+  const [added, noted] = await Promise.all(queued.map((q) => q.settled));
+  app.close();
+  assert.deepEqual(asked, ["offline-refused", "offline"]);
+  assert.deepEqual(
+    sent,
+    queued.map((q) => [q.idempotencyKey, false]),
+  );
+  assert.equal(added.line.sku, "TOK-1");
+  assert.equal(noted.rev, before + 2);
+  const history = await tablet.history({ since: before });
+  assert.deepEqual(
+    history.events.map((e) => e.type),
+    ["line.added", "cart.note_set"],
+  );
+});
+
+test("the live socket is sent the provider's next token before its own runs out, and stays open", async () => {
+  const short = await control("short-token"); // expires in 4 s
+  const handed = [];
+  const provider = () => {
+    handed.push(handed.length === 0 ? "short" : "long");
+    return handed.at(-1) === "short" ? short : token("offline");
+  };
+  const app = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "renewing", token: provider });
+  const closes = [];
+  app.addEventListener("connection", (e) => e.detail.code != null && closes.push(e.detail.code));
+  try {
+    await app.connect();
+    await new Promise((resolve) => setTimeout(resolve, 5_500)); // past the short token's expiry
+    const added = await tablet.addLine({ sku: "RENEW-1" });
+    await until(() => app.rev === added.rev, `revision ${added.rev} on the renewed socket`);
+    assert.deepEqual(handed, ["short", "long"]);
+    assert.deepEqual(closes, []);
+    assert.equal(app.connection, "open");
+  } finally {
+    app.close();
+  }
+});
+
+test("a socket whose token ran out (4401) reconnects with the provider's next token and resumes", async () => {
+  const short = await control("short-token");
+  const handed = [];
+  const provider = async () => {
+    handed.push(handed.length < 2 ? "short" : "long"); // nothing newer when first asked to renew
+    return handed.at(-1) === "short" ? short : token("offline");
+  };
+  const app = client("offline", { baseUrl: RESTARTABLE_URL, deviceId: "expiring", token: provider });
+  const closes = [];
+  let snapshots = 0;
+  app.addEventListener("connection", (e) => e.detail.code != null && closes.push(e.detail.code));
+  app.addEventListener("snapshot", () => snapshots++);
+  try {
+    await app.connect();
+    const reopened = nextEvent(app, "connection", (c) => c.state === "open", 15_000);
+    await until(() => closes.includes(4401), "the service to close the socket at expiry", 15_000);
+    await reopened;
+    const added = await tablet.addLine({ sku: "EXPIRED-1" });
+    await until(() => app.rev === added.rev, `revision ${added.rev} after the reconnect`);
+    assert.deepEqual(handed, ["short", "short", "long"]);
+    assert.deepEqual(closes, [4401]);
+    assert.equal(snapshots, 1, "resumed from its revision, not from a new snapshot");
+  } finally {
+    app.close();
   }
 });

@@ -5,7 +5,10 @@
 //                         "handoff-2") and a staff token ("staff", store s1)
 //   CARTSYNC_LIMITED_URL  the same Redis behind a service with a low request rate limit
 //   CARTSYNC_RESTARTABLE_URL  the same Redis behind a service process that the tests may stop:
-//   CARTSYNC_CONTROL_URL  POST /stop and /start stop and start that process
+//   CARTSYNC_CONTROL_URL  POST /stop and /start stop and start that process; POST /unknown-event
+//                         gives the "newer" customer an event of a type no client knows; POST
+//                         /short-token answers a token of the "offline" customer that expires in
+//                         4 s (the restartable service allows no clock leeway)
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 
@@ -25,6 +28,15 @@ const TOKENS = JSON.parse(required("CARTSYNC_TOKENS"));
 export function token(name) {
   assert.ok(TOKENS[name], `CARTSYNC_TOKENS has no token named ${name}`);
   return TOKENS[name];
+}
+
+/** Ask tests/test_js_client.py's control endpoint to do `action` (see the list above); its answer. */
+export async function control(action) {
+  const url = required("CARTSYNC_CONTROL_URL");
+  const response = await fetch(`${url}/${action}`, { method: "POST", signal: AbortSignal.timeout(60_000) });
+  const text = await response.text();
+  assert.equal(response.status, 200, `${action}: ${text}`);
+  return text;
 }
 
 /** Fast backoff so that reconnects and retries in tests take milliseconds, not seconds. */
