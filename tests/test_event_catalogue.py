@@ -197,13 +197,14 @@ async def test_every_event_type_decodes_with_the_catalogue(
 
         await ok(await client.delete("/v1/me", headers=auth))
         published: list[EventEnvelope] = []
-        for _ in range(MAX_FRAMES):
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is None:
-                continue
-            published.append(decode_strictly(message["data"]))
-            if published[-1].type == events.OWNER_ERASED:
-                break
+        async with asyncio.timeout(IO_TIMEOUT_S):
+            for _ in range(MAX_FRAMES):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                published.append(decode_strictly(message["data"]))
+                if published[-1].type == events.OWNER_ERASED:
+                    break
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
