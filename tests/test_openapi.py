@@ -128,3 +128,21 @@ def test_header_patterns_say_what_the_edge_accepts(header: str, data: st.DataObj
     other = data.draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20))
     stripped = other.strip()  # HTTP servers strip a header's surrounding whitespace
     assert _accepts(PARSERS[header], stripped) == bool(re.fullmatch(pattern, stripped)), stripped
+
+
+def test_every_operation_shows_an_example() -> None:
+    def has_example(value: object) -> bool:
+        if isinstance(value, dict):
+            return "example" in value or any(has_example(v) for v in value.values())
+        if isinstance(value, list):
+            return any(has_example(v) for v in value)
+        return False
+
+    documents = {"openapi", "asyncapi"}  # they describe themselves
+    lacking = [
+        k for k, (_, _, op) in OPERATIONS.items() if k not in documents and not has_example(op)
+    ]
+    assert lacking == []
+    for operation_id, (_, _, op) in OPERATIONS.items():
+        if "requestBody" in op:
+            assert "example" in op["requestBody"]["content"]["application/json"], operation_id

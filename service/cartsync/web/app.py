@@ -70,7 +70,7 @@ PUBLIC: list[PublicRoute] = [
         "/metrics",
         metrics_endpoint,
         "Prometheus metrics (text exposition format)",
-        {200: Answer("Metrics", str, media="text/plain")},
+        {200: Answer("Metrics", str, media="text/plain", example="cartsync_asyncio_tasks 12\n")},
         name="metrics",
     ),
     PublicRoute(

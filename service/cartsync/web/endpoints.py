@@ -160,6 +160,7 @@ class Answer:
     """The msgspec type of a JSON body; ``str`` with another ``media`` for text."""
     media: str = "application/json"
     headers: tuple[str, ...] = ()
+    example: object = None
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,8 @@ def _public_operation(route: PublicRoute, schemas: _Schemas) -> dict[str, Any]:
         if answer.type_ is not None:
             schema = {"type": "string"} if answer.type_ is str else schemas[answer.type_]
             entry["content"] = {answer.media: {"schema": schema}}
+            if answer.example is not None:
+                entry["content"][answer.media]["example"] = answer.example
         if answer.headers:
             entry["headers"] = _response_headers(answer.headers, required=True)
         responses[str(status)] = entry

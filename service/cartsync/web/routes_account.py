@@ -98,21 +98,42 @@ PUBLIC = [
         issue_guest,
         "Issue a guest token for an anonymous device (rate limited per client address)",
         {
-            201: Answer("A guest token", wire.GuestToken),
+            201: Answer(
+                "A guest token",
+                wire.GuestToken,
+                example={
+                    "token": "eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
+                    "guest_id": "g_2f6c1e0b9a8d4c7e",
+                    "expires_at": "2026-12-30T12:00:00Z",
+                },
+            ),
             403: Answer("This deployment holds no key to issue tokens", wire.ErrorBody),
             429: Answer("Rate limited", wire.ErrorBody, headers=("Retry-After",)),
             503: Answer("Redis unreachable", wire.ErrorBody, headers=("Retry-After",)),
         },
     ),
-    PublicRoute("GET", "/healthz", healthz, "The process is up", {200: Answer("Up", wire.Health)}),
+    PublicRoute(
+        "GET",
+        "/healthz",
+        healthz,
+        "The process is up",
+        {200: Answer("Up", wire.Health, example={"status": "ok"})},
+    ),
     PublicRoute(
         "GET",
         "/readyz",
         readyz,
         "The process can reach Redis",
         {
-            200: Answer("Ready", wire.Health),
-            503: Answer("Redis unreachable (detail says why)", wire.Health),
+            200: Answer("Ready", wire.Health, example={"status": "ready"}),
+            503: Answer(
+                "Redis unreachable (detail says why)",
+                wire.Health,
+                example={
+                    "status": "unavailable",
+                    "detail": "the cart store (Redis) is unreachable",
+                },
+            ),
         },
     ),
 ]
