@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cartsync.domain.events import ALL
@@ -34,10 +35,27 @@ def js_packages() -> Path:
     return JS_DIR
 
 
-def test_the_served_module_is_the_client_source() -> None:
-    source = (JS_DIR / "src" / "cartsync.js").read_bytes()
-    served = (STATIC_DIR / "cartsync.js").read_bytes()
-    assert served == source, "copy clients/js/src/cartsync.js to service/cartsync/web/static/"
+async def test_the_pages_serve_the_client_source(client: httpx.AsyncClient) -> None:
+    """/static/cartsync.js is clients/js/src/cartsync.js itself, not a copy that can drift."""
+    answer = await client.get("/static/cartsync.js")
+    assert answer.status_code == 200
+    assert "javascript" in answer.headers["content-type"]
+    assert answer.content == (JS_DIR / "src" / "cartsync.js").read_bytes()
+
+
+def test_the_image_build_gets_the_client_source() -> None:
+    """The served file is a link to the source: a build context without the source would give
+    a wheel (and an image) without the file, silently."""
+    link = STATIC_DIR / "cartsync.js"
+    assert link.is_symlink(), "keep static/cartsync.js a link to clients/js/src/cartsync.js"
+    target = link.resolve().relative_to(ROOT).as_posix()
+    copied = [
+        source.rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert any(target == c or target.startswith(c + "/") for c in copied), (target, copied)
 
 
 def test_the_client_knows_every_event_type_of_the_service() -> None:

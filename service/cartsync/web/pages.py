@@ -31,4 +31,7 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 def static_files() -> StaticFiles:
-    return StaticFiles(directory=STATIC, check_dir=False)
+    # static/cartsync.js is a link to the JS client's one source (clients/js/src); Starlette
+    # refuses files whose real path leaves the folder unless told to follow links. A request
+    # path still cannot climb out: "..", once resolved, must stay under the folder.
+    return StaticFiles(directory=STATIC, check_dir=False, follow_symlink=True)
