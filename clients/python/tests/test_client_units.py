@@ -19,7 +19,8 @@ from cartsync_client import (
 )
 from cartsync_client.backoff import parse_retry_after
 from cartsync_client.errors import error_for
-from cartsync_client.live import RevisionGate, websocket_url
+from cartsync_client.gate import RevisionGate
+from cartsync_client.live import websocket_url
 
 
 def test_gate_hands_over_each_revision_once_in_order() -> None:

@@ -29,7 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,10 +39,25 @@ from websockets.typing import Subprotocol
 from cartsync_client.backoff import Backoff
 from cartsync_client.errors import CartsyncError, SessionClosed, Unavailable, error_for
 from cartsync_client.events import EVENT_TYPES
-from cartsync_client.models import Ack, Cart, Event, Snapshot, Update, Wishlist
+from cartsync_client.frames import (
+    PONG,
+    AckFrame,
+    Authenticated,
+    ErrorFrame,
+    EventFrame,
+    Hello,
+    NackFrame,
+    Ping,
+    ServerFrame,
+    SnapshotFrame,
+    encoder,
+    server_frames,
+)
+from cartsync_client.gate import RevisionGate
+from cartsync_client.models import Ack, Event, Snapshot, Update
 from cartsync_client.tokens import TokenProvider, TokenSource
 
-__all__ = ["FATAL_CLOSE_CODES", "PROTOCOL", "RevisionGate", "Subscription", "websocket_url"]
+__all__ = ["FATAL_CLOSE_CODES", "PROTOCOL", "Subscription", "websocket_url"]
 
 log = logging.getLogger("cartsync_client.live")
 
@@ -69,73 +84,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """A snapshot of a full cart and wishlists can pass websockets' default 1 MiB."""
 
 
-class _ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class _Hello(msgspec.Struct, tag_field="type", tag="hello"):
-    rev: int
-    owner: str
-    expires_at: int | None = None
-
-
-class _Authenticated(msgspec.Struct, tag_field="type", tag="authenticated"):
-    expires_at: int
-
-
-class _SnapshotFrame(msgspec.Struct, tag_field="type", tag="snapshot"):
-    rev: int
-    cart: Cart
-    wishlists: list[Wishlist]
-
-
-class _EventFrame(msgspec.Struct, tag_field="type", tag="event"):
-    event: Event
-
-
-class _AckFrame(msgspec.Struct, tag_field="type", tag="ack"):
-    id: str
-    rev: int
-    status: int
-    result: dict[str, Any]
-    replayed: bool = False
-
-
-class _NackFrame(msgspec.Struct, tag_field="type", tag="nack"):
-    id: str
-    error: _ErrorDetail
-
-
-class _ErrorFrame(msgspec.Struct, tag_field="type", tag="error"):
-    error: _ErrorDetail
-
-
-class _Ping(msgspec.Struct, tag_field="type", tag="ping"):
-    pass
-
-
-class _Pong(msgspec.Struct, tag_field="type", tag="pong"):
-    pass
-
-
-_ServerFrame = (
-    _Hello
-    | _Authenticated
-    | _SnapshotFrame
-    | _EventFrame
-    | _AckFrame
-    | _NackFrame
-    | _ErrorFrame
-    | _Ping
-    | _Pong
-)
-_frames = msgspec.json.Decoder(_ServerFrame)
-_encoder = msgspec.json.Encoder()
-_PONG = '{"type":"pong"}'
-
-
 def websocket_url(base_url: str) -> str:
     """``ws(s)://.../v1/ws`` for an ``http(s)://`` service URL; the token never goes in it."""
     base = base_url.rstrip("/")
@@ -146,68 +94,10 @@ def websocket_url(base_url: str) -> str:
     raise ValueError(f"the service URL must start with http:// or https://: {base_url!r}")
 
 
-Verdict = Literal["deliver", "drop", "resync", "snapshot"]
-
-
 def refused_token(code: int, reason: str) -> bool:
     """A close the token caused: it ran out (4401), or was refused (1008, and the service's
     reason says so: expired, bad signature...)."""
     return code == TOKEN_EXPIRED or (code == 1008 and reason.startswith("token"))
-
-
-class RevisionGate:
-    """Which events reach the caller: each revision once, in order. No I/O, so it is testable.
-
-    ``rev`` is the last revision handed over (None until a snapshot, when started without
-    ``since``). An event at or below it is a duplicate; one beyond ``rev + 1`` means revisions
-    went missing, and the answer is to ``sync`` again, once, then wait for the log to fill the
-    gap (asking again only if it stays open ``resync_after_s``). The next event of a type the
-    client does not know means a ``snapshot``; later events wait for it.
-    """
-
-    def __init__(self, since: int | None, resync_after_s: float = 5.0) -> None:
-        self.rev = since
-        self.epoch: str | None = None
-        self.at: str | None = None
-        """When the change at ``rev`` was made: sent on resume, so that a server whose failover
-        lost that change (and gave its number to another) answers with a snapshot."""
-        self.resync_after_s = resync_after_s
-        self._awaiting_sync = False
-        self._awaiting_snapshot = False
-        self._sync_sent_at = 0.0
-
-    def sync_sent(self, now: float) -> None:
-        self._awaiting_sync = True
-        self._sync_sent_at = now
-
-    def snapshot(self, rev: int, *, epoch: str | None = None, at: str | None = None) -> None:
-        """A snapshot replaces everything, even at a lower revision (the owner was erased)."""
-        self.rev, self.epoch, self.at = rev, epoch, at
-        self._awaiting_sync = self._awaiting_snapshot = False
-
-    def event(
-        self,
-        rev: int,
-        now: float,
-        *,
-        epoch: str | None = None,
-        at: str | None = None,
-        known: bool = True,
-    ) -> Verdict:
-        if self.rev is None or rev <= self.rev:
-            return "drop"  # before the first snapshot, or already handed over
-        stale = now - self._sync_sent_at > self.resync_after_s
-        if self._awaiting_snapshot:
-            return "snapshot" if stale else "drop"
-        if rev == self.rev + 1 and not known:
-            self._awaiting_snapshot = True
-            return "snapshot"
-        if rev > self.rev + 1:
-            return "resync" if not self._awaiting_sync or stale else "drop"
-        self.rev, self.at = rev, at
-        self.epoch = epoch or self.epoch
-        self._awaiting_sync = False
-        return "deliver"
 
 
 class _PendingOp:
@@ -369,7 +259,7 @@ class Subscription:
         }
         if if_match is not None:
             frame["if_match"] = if_match
-        op = _PendingOp(_encoder.encode(frame).decode(), asyncio.get_running_loop().create_future())
+        op = _PendingOp(encoder.encode(frame).decode(), asyncio.get_running_loop().create_future())
         self._pending[op_id] = op
         try:
             ws = self._ws
@@ -442,7 +332,7 @@ class Subscription:
         ) as ws:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 hello = await self._read(ws)
-                while not isinstance(hello, _Hello):
+                while not isinstance(hello, Hello):
                     hello = await self._read(ws)  # nothing but hello (and pings) comes before it
             await self._send_sync(ws)
             self._refused = None
@@ -462,21 +352,21 @@ class Subscription:
         """Handle the server's frames until the socket closes."""
         while True:
             frame = await self._read(ws)
-            if isinstance(frame, _EventFrame):
+            if isinstance(frame, EventFrame):
                 await self._on_event(ws, frame.event)
-            elif isinstance(frame, _SnapshotFrame):
+            elif isinstance(frame, SnapshotFrame):
                 cart = frame.cart
                 self._gate.snapshot(frame.rev, epoch=cart.epoch, at=cart.updated_at)
                 await self._deliver(Snapshot(frame.rev, frame.cart, frame.wishlists))
-            elif isinstance(frame, _AckFrame):
+            elif isinstance(frame, AckFrame):
                 ack = Ack(frame.id, frame.rev, frame.status, frame.result, frame.replayed)
                 self._settle(frame.id, ack)
-            elif isinstance(frame, _NackFrame):
+            elif isinstance(frame, NackFrame):
                 e = frame.error
                 self._settle(frame.id, error_for(None, e.code, e.message, e.field))
-            elif isinstance(frame, _Authenticated):
+            elif isinstance(frame, Authenticated):
                 self._renew_later(ws, frame.expires_at)
-            elif isinstance(frame, _ErrorFrame):
+            elif isinstance(frame, ErrorFrame):
                 log.warning("server error on the live socket: %s", frame.error.message)
 
     def _renew_later(self, ws: ClientConnection, expires_at: int | None) -> None:
@@ -502,18 +392,18 @@ class Subscription:
             return  # nothing newer yet: at expiry (4401) the provider is asked again
         self._socket_token = fresh
         with contextlib.suppress(ConnectionClosed):
-            await ws.send(_encoder.encode({"type": "auth", "token": fresh}).decode())
+            await ws.send(encoder.encode({"type": "auth", "token": fresh}).decode())
 
-    async def _read(self, ws: ClientConnection) -> _ServerFrame | None:
+    async def _read(self, ws: ClientConnection) -> ServerFrame | None:
         """The next frame; pings are answered here and unknown frames skipped (newer servers)."""
         message = await ws.recv()
         try:
-            frame: _ServerFrame = _frames.decode(message)
+            frame: ServerFrame = server_frames.decode(message)
         except msgspec.DecodeError as exc:
             log.debug("skipping a frame this client does not know: %s", exc)
             return None
-        if isinstance(frame, _Ping):
-            await ws.send(_PONG)
+        if isinstance(frame, Ping):
+            await ws.send(PONG)
         return frame
 
     async def _send_sync(self, ws: ClientConnection, *, snapshot: bool = False) -> None:
@@ -526,7 +416,7 @@ class Subscription:
             if self._gate.at is not None:
                 sync["at"] = self._gate.at
         self._gate.sync_sent(asyncio.get_running_loop().time())
-        await ws.send(_encoder.encode(sync).decode())
+        await ws.send(encoder.encode(sync).decode())
 
     async def _on_event(self, ws: ClientConnection, event: Event) -> None:
         now = asyncio.get_running_loop().time()
