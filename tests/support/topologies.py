@@ -1,4 +1,5 @@
-"""Redis topologies for the suite: a 3-master Cluster and a Sentinel-managed master and replica.
+"""Redis topologies for the suite: a 3-master Cluster (optionally with a replica per master)
+and a Sentinel-managed master and replica.
 
 Every process listens on a free loopback port in its own temporary folder and is stopped by
 PID. Every wait is bounded and, when it runs out, says what it was waiting for and shows the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -80,15 +82,55 @@ class _Topology:
 
 
 class RedisCluster3(_Topology):
-    """Three cluster-enabled masters, no replicas, all 16384 slots assigned."""
+    """Three cluster-enabled masters, all 16384 slots assigned; no replicas unless asked.
 
-    def __init__(self, workdir: Path) -> None:
+    With ``replicas=1`` each master gets a replica, and a master that dies is replaced by the
+    cluster's own failover (after ``node_timeout_ms``). With ``links=True`` as well, every
+    master is reached through a ``ReplicationLink`` that it announces as its address
+    (``cluster-announce-port``), so its replica's stream can be held back (``stall``) while
+    clients and the cluster bus go on as before. ``ports`` are the processes' own ports;
+    ``announced`` maps the ports the cluster names (CLUSTER SLOTS, NODES) back to them.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        replicas: int = 0,
+        node_timeout_ms: int = 2000,
+        links: bool = False,
+    ) -> None:
+        if links and not replicas:
+            raise ValueError("links only matter for replicas")
         self.workdir = workdir
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
         self.nodes: list[RedisProcess] = []
+        self.links: dict[int, ReplicationLink] = {}
+        """Process port of a (first) master -> the relay it announces."""
+        self.paused: set[int] = set()
+        """Process ports of nodes stopped with SIGSTOP (``pause``)."""
+        self._use_links = links
 
     @property
     def ports(self) -> list[int]:
         return [n.port for n in self.nodes]
+
+    @property
+    def live_ports(self) -> list[int]:
+        """Ports of the nodes whose process runs and is not paused."""
+        return [
+            n.port
+            for n in self.nodes
+            if n.proc is not None and n.proc.poll() is None and n.port not in self.paused
+        ]
+
+    @property
+    def announced(self) -> dict[int, int]:
+        """Port the cluster names a node by -> the node's process port."""
+        names = {p: p for p in self.ports}
+        names.update({link.port: port for port, link in self.links.items()})
+        return names
 
     @property
     def seed_url(self) -> str:
@@ -97,21 +139,23 @@ class RedisCluster3(_Topology):
 
     def start(self) -> Self:
         try:
-            for n in range(3):
-                node = RedisProcess(
-                    self.workdir / f"node{n}",
-                    extra=[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                        # Not port + 10000, which may be taken or past 65535.
-                        "--cluster-port",
-                        str(free_port()),
-                    ],
-                )
+            for n in range(3 * (1 + self.replicas)):
+                port = free_port()
+                extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(self.node_timeout_ms),
+                    # Not port + 10000, which may be taken or past 65535.
+                    "--cluster-port",
+                    str(free_port()),
+                ]
+                if self._use_links and n < 3:  # redis-cli makes the first three masters
+                    link = self.links[port] = ReplicationLink(port, hold_after=b"PSYNC")
+                    extra += ["--cluster-announce-port", str(link.port)]
+                node = RedisProcess(self.workdir / f"node{n}", port=port, extra=extra)
                 self.nodes.append(node)
                 node.start()
             self._create()
@@ -123,8 +167,10 @@ class RedisCluster3(_Topology):
 
     def _create(self) -> None:
         args = [redis_cli_binary(), "--cluster", "create"]
-        args += [f"127.0.0.1:{p}" for p in self.ports]
-        args += ["--cluster-replicas", "0", "--cluster-yes"]
+        # The addresses the nodes announce, so that redis-cli's checks agree with CLUSTER NODES.
+        by_process = {port: name for name, port in self.announced.items() if name != port}
+        args += [f"127.0.0.1:{by_process.get(p, p)}" for p in self.ports]
+        args += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         done = subprocess.run(args, capture_output=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -140,14 +186,23 @@ class RedisCluster3(_Topology):
                 if (
                     info.get("cluster_state") != "ok"
                     or int(info.get("cluster_slots_ok", 0)) != 16384
-                    or int(info.get("cluster_known_nodes", 0)) != 3
+                    or int(info.get("cluster_known_nodes", 0)) != len(self.nodes)
                 ):
                     return False
+                if self.replicas:
+                    replication = c.info("replication")
+                    if replication.get("role") == "master":
+                        if int(replication.get("connected_slaves", 0)) < self.replicas:
+                            return False
+                    elif replication.get("master_link_status") != "up":
+                        return False
         return True
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+        for link in self.links.values():
+            link.close()
 
     # Inspecting and moving slots
 
@@ -180,7 +235,7 @@ class RedisCluster3(_Topology):
 
     def owner_of(self, slot: int) -> int:
         """The port of the master serving ``slot``, checked to be agreed on by every node."""
-        seen = {self.slot_owners(port)[slot] for port in self.ports}
+        seen = {self.slot_owners(port)[slot] for port in self.live_ports}
         if len(seen) != 1:
             raise AssertionError(f"nodes disagree on who serves slot {slot}: {seen}")
         return seen.pop()
@@ -227,6 +282,52 @@ class RedisCluster3(_Topology):
         )
         return moved
 
+    # Failing a master (with replicas)
+
+    def process_of(self, announced_port: int) -> RedisProcess:
+        """The node the cluster names by ``announced_port``."""
+        port = self.announced[announced_port]
+        return next(n for n in self.nodes if n.port == port)
+
+    def kill(self, announced_port: int) -> None:
+        """SIGKILL the node the cluster names by ``announced_port`` (no shutdown, a crash)."""
+        node = self.process_of(announced_port)
+        node.stop()
+        self.paused.discard(node.port)
+
+    def pause(self, announced_port: int) -> None:
+        """SIGSTOP the node: it keeps its sockets but answers nothing, like a hung host."""
+        node = self.process_of(announced_port)
+        if node.proc is None:
+            raise RuntimeError(f"the node on {announced_port} is not running")
+        node.proc.send_signal(signal.SIGSTOP)
+        self.paused.add(node.port)
+
+    def wait_for_failover(self, old: int, slot: int, timeout_s: float = READY_TIMEOUT_S) -> int:
+        """Every live node reports cluster_state:ok and names one live master, not ``old``
+        (announced port), for ``slot``; that master's announced port."""
+        alive = set(self.live_ports)
+
+        def promoted() -> bool:
+            for port in alive:
+                with _node(port) as c:
+                    if c.cluster("INFO").get("cluster_state") != "ok":
+                        return False
+            served = {self.slot_owners(port)[slot] for port in alive}
+            if len(served) != 1 or old in served:
+                return False
+            new = served.pop()
+            if self.announced[new] not in alive:
+                return False
+            with _node(self.announced[new]) as c:
+                return bool(c.info("replication").get("role") == "master")
+
+        wait_until(f"a replica replaces the master on {old} for slot {slot}", promoted, timeout_s)
+        return self.owner_of(slot)
+
+    def log(self, announced_port: int) -> str:
+        return _tail(self.process_of(announced_port).workdir / "redis.log")
+
 
 # Sentinel ----------------------------------------------------------------------------------
 
@@ -242,8 +343,11 @@ class ReplicationLink:
 
     BUFFER = 65536
 
-    def __init__(self, master_port: int) -> None:
+    def __init__(self, master_port: int, *, hold_after: bytes | None = None) -> None:
+        """With ``hold_after``, only connections that sent it (e.g. ``b"PSYNC"``: a replica's
+        handshake) are held by ``stall``; clients of the master pass as before."""
         self.master_port = master_port
+        self._hold_after = hold_after
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
@@ -286,14 +390,23 @@ class ReplicationLink:
                 if self._closed:
                     return
                 self._sockets += [replica, master]
-            for src, dst, holdable in ((replica, master, False), (master, replica, True)):
-                threading.Thread(target=self._pump, args=(src, dst, holdable), daemon=True).start()
+            # Whether the master's stream on this connection may be held (set once marked).
+            marked = threading.Event()
+            if self._hold_after is None:
+                marked.set()
+            pumps = ((replica, master, False, marked), (master, replica, True, marked))
+            for args in pumps:
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, holdable: bool) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, holdable: bool, marked: threading.Event
+    ) -> None:
         try:
             while data := src.recv(self.BUFFER):
+                if not holdable and self._hold_after is not None and self._hold_after in data:
+                    marked.set()
                 with self._lock:
-                    if holdable and self._stalled:
+                    if holdable and self._stalled and marked.is_set():
                         self._held.append((dst, data))
                         continue
                 dst.sendall(data)
@@ -411,7 +524,7 @@ class SentinelSet(_Topology):
     def _replica_in_sync(self) -> bool:
         with self.replica.client() as c:
             info = c.info("replication")
-        return info.get("master_link_status") == "up"
+        return bool(info.get("master_link_status") == "up")
 
     def _watched(self) -> bool:
         for sentinel in self.sentinels:

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.typing import EncodableT
 
 from cartsync.settings import Settings
+
+
+class _Cluster(RedisCluster):
+    """redis-py's asyncio cluster client, with one of its failures named for what it is.
+
+    When a node fails, its error handling closes connections that other commands are still
+    writing on (e.g. ``aclose()`` after CLUSTERDOWN closes every node's connections); such a
+    command then fails inside redis-py with AttributeError or TypeError on the stream that
+    went away (``'NoneType' object has no attribute 'writelines'``) instead of ConnectionError,
+    and the request would end in a 500. It is a lost connection: raise it as one, so that it
+    answers 503 and the client retries, like any other.
+    """
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (AttributeError, TypeError) as exc:
+            raise RedisConnectionError(f"connection closed under the command: {exc}") from exc
 
 
 def connect(settings: Settings) -> Redis | RedisCluster:
@@ -41,8 +63,15 @@ def connect(settings: Settings) -> Redis | RedisCluster:
     if settings.redis_url is None:
         raise ValueError("no Redis URL configured")
     if settings.redis_cluster:
-        return RedisCluster.from_url(
-            str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=connect_timeout
+        # Without `retry`, redis-py's cluster client retries 10 times: a request to a master
+        # that hangs (its host is gone) would wait 11 socket timeouts instead of failing fast
+        # with 503. One retry still follows a failover or a slot move (it reloads the slot map
+        # first); MOVED and ASK redirects do not count as retries.
+        return _Cluster.from_url(
+            str(settings.redis_url),
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
         )
     return Redis.from_url(
         str(settings.redis_url),
