@@ -249,3 +249,15 @@ def test_mirror_skips_seen_revisions_and_refuses_gaps() -> None:
         mirror.apply(_event(2, "cart.teleported", {}))
     assert (mirror.rev, mirror.note) == (1, "a")
     assert [w.id for w in mirror.wishlists] == ["default"]
+
+
+def test_mirror_takes_grant_events_as_revisions_and_erasure_as_a_fresh_start() -> None:
+    mirror = CartMirror()
+    mirror.apply(_event(1, "cart.note_set", {"note": "gift"}))
+    assert mirror.apply(_event(2, "grant.started", {"grant": {"id": "g1"}}))
+    assert mirror.apply(_event(3, "cart.collection_set", {"ready": True}))
+    assert mirror.apply(_event(4, "grant.revoked", {"grant_id": "g1"}))
+    assert (mirror.rev, mirror.note, mirror.ready_for_collection) == (4, "gift", True)
+    assert mirror.apply(_event(0, "owner.erased", {}))  # published, never logged: revision 0
+    assert (mirror.rev, mirror.note, mirror.ready_for_collection) == (0, "", False)
+    assert [w.id for w in mirror.wishlists] == ["default"]
