@@ -275,9 +275,11 @@ function applyEvent(cart, wishlists, event) {
  * `{pending, sent?, error?}`), `snapshot` (detail: the new state).
  *
  * `token` is a token or a provider: a function (sync or async) returning one. The client asks
- * the provider when it first needs a token and again when the service refuses the one it has
- * (401, or the live socket closed 1008 for its token), then repeats that request or connection
- * once. The live copy, its revision and the offline queue (with its Idempotency-Keys) stay.
+ * the provider when it first needs a token, shortly before the live socket's token runs out
+ * (`hello.expires_at`; the new one goes to the open socket as `auth`), and when the service
+ * refuses the one it has (401, or the socket closed 4401 or 1008 for its token), then repeats
+ * that request or connection once. The live copy, its revision and the offline queue (with its
+ * Idempotency-Keys) stay.
  */
 export class CartsyncClient extends EventTarget {
   #provider = null;
