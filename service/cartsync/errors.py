@@ -13,6 +13,7 @@
     ├── IdempotencyKeyReused the key was first used for a different request (422)
     ├── RateLimited          too many requests from one principal (429)
     └── StoreUnavailable     Redis cannot be reached (503)
+        └── CatalogUnavailable  the shop's catalogue cannot price a line (503, failure mode closed)
 
 ``web/errors.py`` is the one place that turns these into HTTP responses.
 """
@@ -115,6 +116,12 @@ class StoreUnavailable(CartsyncError):
     code = "store_unavailable"
 
 
+class CatalogUnavailable(StoreUnavailable):
+    """The shop's product catalogue is down, slow, or answered something unreadable."""
+
+    code = "catalog_unavailable"
+
+
 CODES: frozenset[str] = frozenset(
     {
         # Requests that cannot be read (400)
@@ -154,10 +161,12 @@ CODES: frozenset[str] = frozenset(
         "wishlist_protected",
         "invalid_guest_token",
         "unknown_op",
+        "unknown_sku",
         # Try again later (429, 500, 503)
         "rate_limited",
         "internal_error",
         "store_unavailable",
+        "catalog_unavailable",
     }
 )
 """Every ``code`` a caller can get, in an HTTP error body or a websocket ``nack``: docs/api.md

@@ -129,11 +129,18 @@ def _merge_lines(
         if qty < wanted:
             outcome.capped_lines += 1
         if qty != hit.line.qty:
+            # The price travels with who set it: the customer's line keeps its own, or takes
+            # the guest's whole pricing (currency, image, priced_by) when it has none.
+            priced = hit.line if hit.line.unit_price is not None else line
             hit.line = msgspec.structs.replace(
                 hit.line,
                 qty=qty,
                 title=hit.line.title or line.title,
-                unit_price=hit.line.unit_price or line.unit_price,
+                unit_price=priced.unit_price,
+                currency=priced.currency,
+                image=priced.image or hit.line.image,
+                priced=priced.priced,
+                priced_by=priced.priced_by,
                 updated_at=now,
                 updated_by=actor,
             )

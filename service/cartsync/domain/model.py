@@ -26,6 +26,14 @@ class Line(msgspec.Struct, omit_defaults=True):
     updated_by: Actor
     title: str | None = None
     unit_price: str | None = None
+    currency: str | None = None
+    """The unit price's currency (lines stored before it was recorded: the cart's)."""
+    image: str | None = None
+    priced: bool | None = None
+    """Whether the line has a unit price; false when the catalogue could not be asked."""
+    priced_by: str | None = None
+    """Who set the title and unit price: catalog, staff, service, or client (the shop must
+    re-price client-priced lines at checkout)."""
 
 
 class Cart(msgspec.Struct):
@@ -39,6 +47,10 @@ class Cart(msgspec.Struct):
     ready_for_collection: bool = False
     epoch: str | None = None
     """Changes when the owner's data restarts from nothing; revisions compare within one epoch."""
+    subtotal: str | None = None
+    """Sum of unit price x qty, when every line has a price in ``currency``; else null."""
+    item_count: int | None = None
+    """Units in the cart, next to ``subtotal`` (null when it is)."""
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):

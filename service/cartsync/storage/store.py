@@ -20,6 +20,7 @@ from cartsync.domain import merge as merging
 from cartsync.domain.consent import Grant, new_code
 from cartsync.domain.limits import Limits
 from cartsync.domain.model import Actor, Cart, Event, Line, WishItem, Wishlist, item_order, line_key
+from cartsync.domain.pricing import cart_totals, with_totals
 from cartsync.domain.principal import Owner
 from cartsync.errors import (
     CartsyncError,
@@ -329,7 +330,7 @@ class CartStore:
         planned = [p.wishlist for p in outcome.wishlists]
         ids = {w.id for w in planned}
         wishlists = planned + [w for w in mine.wishlists if w.id not in ids]
-        cart = msgspec.structs.replace(mine.cart, lines=[p.line for p in outcome.lines])
+        cart = with_totals(msgspec.structs.replace(mine.cart, lines=[p.line for p in outcome.lines]))
         return MergePreview(mine.rev, cart, wishlists, False, outcome.summary)
 
     async def _run(
@@ -398,16 +399,20 @@ class CartStore:
         }
         rev = int(meta.get("rev", 0))
         lines = sorted((_line_dec.decode(raw) for raw in raw_lines), key=lambda x: item_order(x.id))
+        currency = meta.get("currency", self._currency)
+        totals = cart_totals(lines, currency)
         cart = Cart(
             owner=owner.id,
             rev=rev,
             cart_id=meta.get("cart_id"),
-            currency=meta.get("currency", self._currency),
+            currency=currency,
             lines=lines,
             note=meta.get("note", ""),
             updated_at=meta.get("updated_at"),
             epoch=meta.get("epoch"),
             ready_for_collection=meta.get("collection") == "1",
+            subtotal=totals.subtotal if totals else None,
+            item_count=totals.item_count if totals else None,
         )
         with_lists = args[0] in ("wishlists", "state", "all")
         wishlists = _wishlists(raw_wl, raw_items) if with_lists else []

@@ -131,8 +131,12 @@ local function apply_add(existing, fields, qty)
     line = {id = new_id('L'), sku = fields.sku, qty = qty, attrs = fields.attrs, added_at = now}
     index_line(line.id, fields.key)
   end
-  if fields.title then line.title = fields.title end
-  if fields.unit_price then line.unit_price = fields.unit_price end
+  -- Price fields come from one pricer (web/commands.py); absent ones keep their values, so an
+  -- unpriced add (catalogue down, failure mode open) leaves an earlier price alone.
+  for _, f in ipairs({'title', 'unit_price', 'currency', 'image', 'priced_by'}) do
+    if fields[f] then line[f] = fields[f] end
+  end
+  line.priced = line.unit_price ~= nil
   line.updated_at = now
   line.updated_by = actor
   return put_line(line), created
@@ -421,13 +425,22 @@ function ops.item_move_to_cart()
   local raw = redis.call('HGET', K_WLI, w.id .. '/' .. p.item_id)
   if not raw then return nil, err('item_not_found', 'no such item on this wishlist', 'item_id') end
   local item = cjson.decode(raw)
+  -- p.sku: the item was priced by the catalogue before this script, as the sku read then.
+  if p.sku and p.sku ~= item.sku then
+    return nil, err('item_not_found', 'the item changed while it was being priced; retry', 'item_id')
+  end
   local key = redis.call('HGET', K_WIDX, w.id .. '/#' .. p.item_id)
   local existing, e = check_add(key, p.qty)
   if e then return nil, e end
   e = guard()
   if e then return nil, e end
   drop_item(w, p.item_id)
-  local lj = apply_add(existing, {sku = item.sku, attrs = item.attrs, key = key, title = item.title}, p.qty)
+  local fields = {sku = item.sku, attrs = item.attrs, key = key, title = item.title}
+  if p.sku then
+    fields = {sku = item.sku, attrs = item.attrs, key = key, title = p.title, unit_price = p.unit_price,
+              currency = p.currency, image = p.image, priced_by = p.priced_by}
+  end
+  local lj = apply_add(existing, fields, p.qty)
   local data = '{"wishlist_id":' .. cjson.encode(w.id) .. ',"item_id":' .. cjson.encode(p.item_id)
     .. ',"line":' .. lj .. '}'
   return {status = 200, type = 'wishlist.item_moved_to_cart', data = data, body = {{'line', lj}}}

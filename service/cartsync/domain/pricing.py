@@ -1,0 +1,147 @@
+"""Who may price a line, and what a cart adds up to.
+
+The shop's catalogue is the authority on names and prices when one is configured: customers and
+guests cannot set them, staff and back-end services may override them, and every line records
+who priced it (``priced_by``). The catalogue itself is a port (``Catalog``); its HTTP adapter
+lives in ``cartsync.catalog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from cartsync.domain.model import Cart, Line
+from cartsync.domain.principal import Role
+from cartsync.errors import CatalogUnavailable, InvalidInput
+
+FailureMode = Literal["open", "closed"]
+PricedBy = Literal["catalog", "staff", "service", "client"]
+TRUSTED: Mapping[Role, PricedBy] = {Role.STAFF: "staff", Role.SERVICE: "service"}
+"""Roles whose ``title`` and ``unit_price`` override the catalogue's."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """One product as the catalogue describes it; ``unit_price`` is a decimal string."""
+
+    sku: str
+    title: str
+    unit_price: str
+    currency: str
+    image: str | None = None
+
+
+class Catalog(Protocol):
+    """The shop's product catalogue."""
+
+    async def products(self, skus: Collection[str]) -> Mapping[str, Product]:
+        """The known products among ``skus``; unknown SKUs are absent.
+
+        Raises ``CatalogUnavailable`` when the catalogue cannot answer (down, slow, wrong shape).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A line as the caller sent it: the SKU and what the caller says about it."""
+
+    sku: str
+    title: str | None = None
+    unit_price: str | None = None
+
+
+class Pricing:
+    """Turns what a caller asked for into the price fields a line stores."""
+
+    def __init__(self, catalog: Catalog | None, failure: FailureMode, currency: str) -> None:
+        self.catalog = catalog
+        self.failure = failure
+        self.currency = currency
+
+    async def price(self, role: Role, asked: Sequence[Asked]) -> list[dict[str, Any]]:
+        """Price fields for each asked line, with one catalogue lookup for all of them."""
+        trusted = TRUSTED.get(role)
+        if self.catalog is None:
+            return [self._uncatalogued(a, trusted or "client") for a in asked]
+        try:
+            products = await self.catalog.products({a.sku for a in asked})
+        except CatalogUnavailable:
+            if self.failure == "closed":
+                raise
+            # Open: the line is taken without a price; only a trusted caller's price stands.
+            return [
+                self._uncatalogued(a, trusted) if trusted else {"priced": False} for a in asked
+            ]
+        fields: list[dict[str, Any]] = []
+        for a in asked:
+            product = products.get(a.sku)
+            if product is None:
+                raise InvalidInput(
+                    f"the shop's catalogue has no product {a.sku!r}", code="unknown_sku", field="sku"
+                )
+            fields.append(_from_catalog(product, a, trusted))
+        return fields
+
+    def _uncatalogued(self, a: Asked, by: PricedBy) -> dict[str, Any]:
+        """No catalogue answer: the caller's name and price, marked as theirs."""
+        found: dict[str, Any] = {"priced": a.unit_price is not None}
+        if a.title is not None:
+            found["title"] = a.title
+        if a.unit_price is not None:
+            found.update(unit_price=a.unit_price, currency=self.currency, priced_by=by)
+        return found
+
+
+def _from_catalog(product: Product, a: Asked, trusted: PricedBy | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "title": product.title,
+        "unit_price": product.unit_price,
+        "currency": product.currency,
+        "priced": True,
+        "priced_by": "catalog",
+    }
+    if product.image is not None:
+        fields["image"] = product.image
+    if trusted is not None:
+        if a.title is not None:
+            fields["title"] = a.title
+        if a.unit_price is not None:
+            fields.update(unit_price=a.unit_price, priced_by=trusted)
+    return fields
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal: str
+    item_count: int
+
+
+def cart_totals(lines: Sequence[Line], currency: str) -> Totals | None:
+    """Subtotal and unit count, only when every line has a price in the cart's currency.
+
+    A line without a currency (stored before lines recorded one) is in the cart's currency.
+    """
+    subtotal = Decimal(0)
+    for line in lines:
+        if line.unit_price is None or (line.currency or currency) != currency:
+            return None
+        subtotal += Decimal(line.unit_price) * line.qty
+    if not lines:
+        subtotal = Decimal("0.00")
+    return Totals(subtotal=str(subtotal), item_count=sum(line.qty for line in lines))
+
+
+def with_totals(cart: Cart) -> Cart:
+    """``cart`` with ``subtotal`` and ``item_count`` recomputed from its lines."""
+    totals = cart_totals(cart.lines, cart.currency)
+    return msgspec.structs.replace(
+        cart,
+        subtotal=totals.subtotal if totals else None,
+        item_count=totals.item_count if totals else None,
+    )
