@@ -330,7 +330,9 @@ class CartStore:
         planned = [p.wishlist for p in outcome.wishlists]
         ids = {w.id for w in planned}
         wishlists = planned + [w for w in mine.wishlists if w.id not in ids]
-        cart = with_totals(msgspec.structs.replace(mine.cart, lines=[p.line for p in outcome.lines]))
+        cart = with_totals(
+            msgspec.structs.replace(mine.cart, lines=[p.line for p in outcome.lines])
+        )
         return MergePreview(mine.rev, cart, wishlists, False, outcome.summary)
 
     async def _run(
