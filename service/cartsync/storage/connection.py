@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,6 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import EncodableT
 
 from cartsync.settings import Settings
+
+log = logging.getLogger("cartsync.redis")
 
 
 class _Cluster(RedisCluster):
@@ -30,6 +33,7 @@ class _Cluster(RedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except (AttributeError, TypeError) as exc:
+            log.warning("a Redis connection was closed under a command (%r); answering 503", exc)
             raise RedisConnectionError(f"connection closed under the command: {exc}") from exc
 
 
