@@ -81,7 +81,8 @@ async def test_add_line_returns_the_line_and_etag(
     body = r.json()
     assert body["rev"] == 1
     line = body["line"]
-    assert set(line) == LINE_FIELDS | {"title", "unit_price"}
+    assert set(line) == LINE_FIELDS | {"title", "unit_price", "currency", "priced", "priced_by"}
+    assert (line["currency"], line["priced"], line["priced_by"]) == ("EUR", True, "client")
     assert line["sku"] == "SKU-1"
     assert line["qty"] == 2
     assert line["attrs"] == {"size": "M"}

@@ -75,15 +75,15 @@ class Pricing:
             if self.failure == "closed":
                 raise
             # Open: the line is taken without a price; only a trusted caller's price stands.
-            return [
-                self._uncatalogued(a, trusted) if trusted else {"priced": False} for a in asked
-            ]
+            return [self._uncatalogued(a, trusted) if trusted else {"priced": False} for a in asked]
         fields: list[dict[str, Any]] = []
         for a in asked:
             product = products.get(a.sku)
             if product is None:
                 raise InvalidInput(
-                    f"the shop's catalogue has no product {a.sku!r}", code="unknown_sku", field="sku"
+                    f"the shop's catalogue has no product {a.sku!r}",
+                    code="unknown_sku",
+                    field="sku",
                 )
             fields.append(_from_catalog(product, a, trusted))
         return fields

@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from cartsync.auth.providers import providers
 from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
+from cartsync.catalog import Breaker, HttpCatalog
+from cartsync.domain.pricing import Pricing
 from cartsync.errors import CartsyncError
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
@@ -48,6 +50,7 @@ from cartsync.web.endpoints import (
 from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
+from cartsync.web.wheel import Wheel
 
 ENDPOINTS: list[Endpoint] = [
     *routes_cart.ENDPOINTS,
@@ -104,7 +107,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # One client for every outbound call (identity providers' keys); no redirects followed.
+        # One client for every outbound call (identity providers' keys, the catalogue); no
+        # redirects followed.
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(5.0), follow_redirects=False, trust_env=False
         )
@@ -123,12 +127,9 @@ def create_app(settings: Settings) -> Starlette:
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-        hub = Hub(
-            redis,
-            heartbeat_s=settings.hub_heartbeat_s,
-            max_queue=settings.ws_send_queue,
-            max_queue_bytes=settings.ws_send_queue_bytes,
-        )
+        hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s)
+        # Deadlines checked to a quarter of a ping interval (at most a second late).
+        wheel = Wheel(min(1.0, settings.ws_ping_interval_s / 4))
         app.state.services = Services(
             settings=settings,
             store=store,
@@ -137,9 +138,14 @@ def create_app(settings: Settings) -> Starlette:
             limits=RateLimits(settings),
             hub=hub,
             metrics=metrics,
+            wheel=wheel,
+            pricing=Pricing(
+                catalog(settings, http), settings.catalog_failure, settings.default_currency
+            ),
         )
         metrics.watch_hub(hub)
         await hub.start()
+        await wheel.start()
         for remote in verifier.remote:
             await remote.start()  # in the background: a provider that is down only delays ready
         try:
@@ -147,6 +153,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for remote in verifier.remote:
                 await remote.stop()
+            await wheel.stop()
             await hub.stop()
             await redis.aclose()
             await http.aclose()
@@ -202,6 +209,19 @@ def create_app(settings: Settings) -> Starlette:
     app.state.metrics = metrics
     app.state.openapi = spec
     return app
+
+
+def catalog(settings: Settings, http: httpx.AsyncClient) -> HttpCatalog | None:
+    """The shop's catalogue when CARTSYNC_CATALOG_URL names one."""
+    if settings.catalog_url is None:
+        return None
+    return HttpCatalog(
+        http,
+        settings.catalog_url,
+        timeout_s=settings.catalog_timeout_s,
+        cache_ttl_s=settings.catalog_cache_s,
+        breaker=Breaker(settings.catalog_breaker_failures, settings.catalog_breaker_reset_s),
+    )
 
 
 def _owner_routes(prefix: str, mode: Mode) -> list[BaseRoute]:

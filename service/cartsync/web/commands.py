@@ -2,13 +2,14 @@
 
 A command names its REST route and turns a decoded body and path parameters into a store
 operation. Both transports fingerprint a command the same way, so an ``op`` sent over a
-websocket and retried over REST with the same key is applied once.
+websocket and retried over REST with the same key is applied once. Commands that put a line in
+the cart are priced (``domain.pricing``) before their one script runs.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,10 @@ from cartsync import wire
 from cartsync.domain.events import SYSTEM_WISHLISTS
 from cartsync.domain.merge import wishlist_name_key
 from cartsync.domain.model import attrs_key, line_key
+from cartsync.domain.pricing import Asked, Pricing
+from cartsync.domain.principal import Owner, Role
 from cartsync.errors import InvalidInput
+from cartsync.storage.store import CartStore
 
 Payload = dict[str, Any]
 Params = Mapping[str, str]
@@ -42,6 +46,16 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Pricer:
+    """What pricing a line needs besides the body: who asks, whose cart, and the catalogue."""
+
+    role: Role
+    owner: Owner
+    pricing: Pricing
+    store: CartStore
+
+
+@dataclass(frozen=True)
 class Command:
     name: str
     method: str
@@ -59,21 +73,43 @@ class Command:
     links: tuple[Link, ...] = ()
     reserved: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Path parameter values this command refuses (422) whatever the state."""
+    price: Callable[[Any, Params, Pricer], Awaitable[Payload]] | None = None
+    """Fields added to the payload after asking the catalogue (title, unit_price, ...)."""
 
     @property
     def params(self) -> tuple[str, ...]:
         return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
 
+    async def payload(self, body: Any, params: Params, pricer: Pricer) -> Payload:
+        """The script's payload; any catalogue lookup happens here, before the script."""
+        payload = self.build(body, params)
+        if self.price is not None:
+            payload.update(await self.price(body, params, pricer))
+        return payload
+
 
 def _add_line(b: wire.AddLine, p: Params) -> Payload:
-    return _present(
-        sku=b.sku,
-        qty=b.qty,
-        attrs=b.attrs,
-        key=line_key(b.sku, b.attrs),
-        title=b.title,
-        unit_price=b.unit_price,
-    )
+    return _present(sku=b.sku, qty=b.qty, attrs=b.attrs, key=line_key(b.sku, b.attrs))
+
+
+async def _price_line(b: wire.AddLine, p: Params, pricer: Pricer) -> Payload:
+    (fields,) = await pricer.pricing.price(pricer.role, [Asked(b.sku, b.title, b.unit_price)])
+    return fields
+
+
+async def _price_move(b: wire.MoveToCart, p: Params, pricer: Pricer) -> Payload:
+    """Without a catalogue the script copies the item's title; with one, the item's sku is read
+    first (the script checks it is still that sku) and priced like an added line."""
+    if pricer.pricing.catalog is None:
+        return {}
+    snap = await pricer.store.snapshot(pricer.owner, "wishlists")
+    for w in snap.wishlists:
+        if w.id == p["wishlist_id"]:
+            for item in w.items:
+                if item.id == p["item_id"]:
+                    (fields,) = await pricer.pricing.price(pricer.role, [Asked(item.sku)])
+                    return {"sku": item.sku, **fields}
+    return {}  # the script answers wishlist_not_found or item_not_found
 
 
 def _patch_line(b: wire.PatchLine, p: Params) -> Payload:
@@ -120,6 +156,7 @@ COMMANDS: tuple[Command, ...] = (
         201,
         also={200: "Added to the existing line with the same sku and attrs"},
         example={"sku": "TSHIRT-1", "qty": 2, "attrs": {"size": "M"}, "unit_price": "19.90"},
+        price=_price_line,
         links=(
             Link("patch_line", {"line_id": "$response.body#/line/id"}),
             Link("remove_line", {"line_id": "$response.body#/line/id"}),
@@ -276,6 +313,7 @@ COMMANDS: tuple[Command, ...] = (
         wire.LineResult,
         wire.MoveToCart,
         example={"qty": 1},
+        price=_price_move,
     ),
 )
 

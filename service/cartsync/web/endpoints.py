@@ -23,7 +23,7 @@ from cartsync.domain.principal import (
 from cartsync.errors import Forbidden, NotFound
 from cartsync.storage.store import Mutation, WriteContext
 from cartsync.web import inputs
-from cartsync.web.commands import Command, Link, fingerprint
+from cartsync.web.commands import Command, Link, Pricer, fingerprint
 from cartsync.web.services import Services
 
 B = TypeVar("B")
@@ -130,7 +130,8 @@ def command_endpoint(command: Command) -> Endpoint:
 
     async def handler(call: Call[Any]) -> Response:
         params = {name: call.request.path_params[name] for name in command.params}
-        return await call.mutate(command.op, command.build(call.body, params))
+        pricer = Pricer(call.principal.role, call.owner, call.services.pricing, call.services.store)
+        return await call.mutate(command.op, await command.payload(call.body, params, pricer))
 
     handler.__name__ = command.name
     return Endpoint(
