@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench bench-quick lock
+.PHONY: run test lint typecheck unit clean bench bench-quick lock soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 ## bench-quick: smaller counts, about 3 minutes
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench all --quick
+
+## soak: the hostile-conditions battery in its long form (issue 10; about 10 minutes): 30,000
+## fuzzed frames, 10,000 sockets ended every way, a 3-minute soak of 200 sockets
+soak: $(STAMP)
+	CARTSYNC_SOAK=1 $(BIN)/pytest -m reliability tests/reliability -p no:cacheprovider -s \
+	  --timeout=1200
 
 ## lock: pin the service's runtime dependencies, with hashes, in requirements.lock (the image
 ## installs exactly these); run it after changing [project] dependencies in pyproject.toml
