@@ -32,7 +32,8 @@ from cartsync.errors import (
     RevisionMismatch,
     StoreUnavailable,
 )
-from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key
+from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key, partition_of
+from cartsync.storage.outbox import OutboxConfig
 
 AnyRedis = Redis | RedisCluster
 T = TypeVar("T")
@@ -162,7 +163,9 @@ class CartStore:
         observe: Callable[[str, float, bool], None] | None = None,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        outbox: OutboxConfig | None = None,
     ) -> None:
+        self._outbox = outbox or OutboxConfig()
         self._wait = (wait_replicas, wait_timeout_ms)
         self._observe = observe
         self.redis = redis
@@ -181,7 +184,10 @@ class CartStore:
                 "max_wishlist_items": limits.max_wishlist_items,
             }
         )
-        self._mutate = redis.register_script(_script("mutate"))
+        # Back-office events are written by the same script as the change (docs/events.md).
+        self._mutate = redis.register_script(
+            "\n".join(_script(name) for name in ("events", "outbox", "mutate"))
+        )
         self._read = redis.register_script(_script("read"))
 
     async def ping(self) -> None:
@@ -363,10 +369,11 @@ class CartStore:
             owner.id,
             secrets.token_hex(16),  # the id of a new cart, if this change starts one
             self._currency,
+            self._outbox.argument(owner.is_guest),
         ]
-        reply = await self._guarded(
-            lambda: self._mutate(keys=keys.data_keys(), args=args), call="mutate"
-        )
+        side = partition_of(owner.id, self._outbox.partitions)
+        all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
+        reply = await self._guarded(lambda: self._mutate(keys=all_keys, args=args), call="mutate")
         status = int(reply[0])
         if status == 0:
             raise _refusal(reply)

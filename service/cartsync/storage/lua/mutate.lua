@@ -521,6 +521,7 @@ end
 local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS}
 
 if op == 'erase' then
+  ev_erased(rev, epoch, owner, now)
   redis.call('DEL', K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_CLAIM,
     K_GRANTS)
   if publish ~= '' then
@@ -602,6 +603,7 @@ if not res.unchanged then
     .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
   redis.call('XADD', K_LOG, 'MAXLEN', log_max, int(rev) .. '-0', 'e', event)
   if publish ~= '' then redis.call(publish, K_CHAN, event) end
+  ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms)
 end
 
 local parts = {'"rev":' .. int(rev)}

@@ -1,0 +1,1 @@
+"""Back-office events: the catalogue, webhook endpoints, signing, and the delivery worker."""
