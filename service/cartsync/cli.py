@@ -1,4 +1,5 @@
-"""The ``cartsync`` command: ``serve`` runs the service, ``token`` signs a token for local use."""
+"""The ``cartsync`` command: ``serve`` runs the service, ``worker`` delivers back-office events
+(``events`` lists dead letters and replays), ``token`` signs a token for local use."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from starlette.datastructures import Secret
 from cartsync import __version__
 from cartsync.auth.tokens import DEV_KEY_FILE, TokenIssuer, TokenKeys
 from cartsync.domain.principal import Role
+from cartsync.events.cli import add_commands as add_event_commands
+from cartsync.events.runner import webhook_endpoints
 from cartsync.settings import Settings, SettingsError
 
 DEFAULT_TOKEN_TTL_S = 24 * 3600
@@ -37,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
+        if args.command in ("worker", "events"):
+            from cartsync.events import cli as events_cli
+
+            return events_cli.run(settings, args)
         data_dir_named = bool(os.environ.get(DATA_DIR_VARIABLE))
         return _token(
             settings,
@@ -63,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port to listen on (default: CARTSYNC_PORT or 8000)"
     )
+
+    add_event_commands(commands)
 
     token = commands.add_parser("token", help="print a signed token, for trying the API locally")
     token.add_argument(
@@ -162,6 +171,8 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         port=settings.port if port is None else port,
     )
     settings.check()
+    if settings.worker == "embedded":
+        webhook_endpoints(settings)  # a bad webhooks file stops start-up (exit 2)
     if TokenKeys.from_settings(settings).development:
         _say(
             "WARNING: no CARTSYNC_JWT_SECRETS or CARTSYNC_JWT_JWKS_FILE set; tokens are signed "

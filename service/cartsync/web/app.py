@@ -21,6 +21,7 @@ from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
 from cartsync.catalog import Breaker, HttpCatalog
 from cartsync.domain.pricing import Pricing
 from cartsync.errors import CartsyncError
+from cartsync.events.runner import build_worker, embedded_worker, outbox_config
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
@@ -48,7 +49,7 @@ from cartsync.web.endpoints import (
     owner_view,
 )
 from cartsync.web.logs import RequestLogMiddleware
-from cartsync.web.metrics import Metrics, metrics_endpoint
+from cartsync.web.metrics import Metrics, WorkerMetrics, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
 
 ENDPOINTS: list[Endpoint] = [
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Starlette:
             publish_command="SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH",
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            outbox=outbox_config(settings),
         )
         hub = Hub(
             redis,
@@ -149,7 +151,12 @@ def create_app(settings: Settings) -> Starlette:
         for remote in verifier.remote:
             await remote.start()  # in the background: a provider that is down only delays ready
         try:
-            yield
+            async with contextlib.AsyncExitStack() as running:
+                if settings.worker == "embedded":  # back-office events delivered in-process
+                    observer = WorkerMetrics(metrics.registry)
+                    worker = build_worker(redis, settings, observer)
+                    await running.enter_async_context(embedded_worker(worker))
+                yield
         finally:
             for remote in verifier.remote:
                 await remote.stop()

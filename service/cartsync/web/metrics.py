@@ -126,3 +126,53 @@ class _TasksCollector(Collector):
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     return metrics.render()
+
+
+class WorkerMetrics:
+    """The delivery worker's metrics (events/worker.py reports into it), in a given registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outbox = Gauge(
+            "cartsync_outbox_length",
+            "Back-office events written and not yet delivered everywhere (all partitions)",
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "cartsync_event_delivery_lag_seconds",
+            "From the change to the endpoint's 2xx, by endpoint",
+            ["endpoint"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "cartsync_webhook_attempts_total",
+            "Delivery attempts by endpoint",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "cartsync_webhook_failures_total",
+            "Failed attempts by endpoint and status (an HTTP status, timeout, or the error)",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.dead = Counter(
+            "cartsync_webhook_dead_letters_total",
+            "Events given up by endpoint and reason",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
+
+    def attempt(self, endpoint: str, outcome: str) -> None:
+        self.attempts.labels(endpoint).inc()
+        if not (outcome.isdigit() and 200 <= int(outcome) < 300):
+            self.failures.labels(endpoint, outcome).inc()
+
+    def delivered(self, endpoint: str, lag_s: float) -> None:
+        self.lag.labels(endpoint).observe(lag_s)
+
+    def dead_letter(self, endpoint: str, reason: str) -> None:
+        self.dead.labels(endpoint, reason).inc()
+
+    def outbox_length(self, length: int) -> None:
+        self.outbox.set(length)
