@@ -2,7 +2,8 @@
 
 A customer's phone shows a hand-off code, a store tablet opens the cart with it, each sees the
 other's changes live, and the tablet loses the cart when the customer revokes the access
-(flow.mjs) or when the grant's time runs out (expiry.mjs). Screenshots of both pages go to
+(flow.mjs) or when the grant's time runs out (expiry.mjs); with a catalogue, the tablet shows
+its names, prices and a subtotal (catalogue.mjs). Screenshots of both pages go to
 artifacts/screenshots/.
 """
 
@@ -19,6 +20,7 @@ import pytest
 
 from tests.browser import node
 from tests.conftest import Tokens
+from tests.support.catalog import Catalogue
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
 
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -87,6 +89,44 @@ def test_handoff_flow_in_chromium(
         service.stop()
     for name in ("phone.png", "tablet.png", "tablet-ended.png"):
         assert (SCREENSHOTS / name).stat().st_size > 0, name
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_the_tablet_shows_catalogue_names_prices_and_subtotal_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    started = time.time()
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with Catalogue() as catalogue:
+        catalogue.add("TSHIRT-1", "Organic T-shirt", "19.90")
+        catalogue.add("JEANS-2", "Slim jeans", "49.00")
+        catalogue.add("MUG-7", "Blue mug", "7.50")
+        env = service_env(
+            redis_server.url, tmp_path / "service", CARTSYNC_CATALOG_URL=catalogue.url
+        )
+        service = ServiceProcess(env).start()
+        try:
+            run_scenario(
+                "catalogue.mjs",
+                service,
+                tokens.token("customer", customer),
+                tokens.token("staff", "carol", store="s1"),
+            )
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                cart = http.get("/v1/cart", headers=tokens.headers("customer", customer)).json()
+        finally:
+            service.stop()
+    # The service's own reading of the cart agrees with what the tablet showed.
+    assert [(ln["title"], ln["qty"], ln["priced_by"]) for ln in cart["lines"]] == [
+        ("Organic T-shirt", 1, "catalog"),
+        ("Slim jeans", 2, "catalog"),
+        ("Blue mug", 1, "catalog"),
+    ]
+    assert (cart["subtotal"], cart["item_count"]) == ("125.40", 4)
+    for name in ("tablet-catalogue.png", "phone-catalogue.png"):
+        shot = (SCREENSHOTS / name).stat()
+        assert shot.st_size > 0, name
+        assert shot.st_mtime >= started - 1, f"{name} is not from this run"
 
 
 GRANT_TTL_S = 5

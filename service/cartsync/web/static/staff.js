@@ -1,7 +1,7 @@
 // The store tablet: a staff member signs in, types the customer's code, and works on that
 // customer's cart and wishlists live until the customer ends the access.
 import { CartsyncClient } from "/static/cartsync.js";
-import { $, attrsText, cartLineRow, claimsOf, describeError, el, flash, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
+import { $, attrsText, cartLineRow, cartTotals, claimsOf, describeError, el, flash, formatMoney, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
 
 const TOKEN_KEY = "cartsync.staff.token";
 const DEVICE_ID = "staff-tablet";
@@ -152,8 +152,21 @@ const change = (action) => runChange(tablet, message, action);
 
 function renderCart(cart) {
   const list = $("#cart");
-  const rows = cart.lines.map((line) => cartLineRow(line, change));
+  const rows = cart.lines.map((line) => cartLineRow(line, change, cart.currency));
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "The cart is empty")]));
+
+  const totals = cartTotals(cart);
+  const subtotal = $("#cart-subtotal");
+  subtotal.hidden = !cart.lines.length;
+  subtotal.replaceChildren(
+    ...(totals
+      ? [
+          "Subtotal ",
+          el("strong", { id: "cart-subtotal-amount" }, formatMoney(totals.subtotal, cart.currency)),
+          ` · ${totals.units} ${totals.units === 1 ? "item" : "items"}`,
+        ]
+      : ["No subtotal: not every line has a price in ", cart.currency]),
+  );
 
   const note = $("#cart-note");
   note.hidden = !cart.note;

@@ -114,12 +114,58 @@ export function describeLine(thing) {
   );
 }
 
-/** A cart line with its −/+ and Remove buttons; `change` runs what they ask for. */
-export function cartLineRow(line, change) {
+/** A decimal string such as "19.90" in ten-thousandths (BigInt), or null: sums stay exact. */
+function tenThousandths(text) {
+  const found = /^(\d{1,9})(?:\.(\d{1,4}))?$/.exec(text ?? "");
+  return found ? BigInt(found[1] + (found[2] ?? "").padEnd(4, "0")) : null;
+}
+
+/** An amount as the reader's locale writes money in `currency`. */
+export function formatMoney(amount, currency) {
+  const value = typeof amount === "string" ? Number(amount) : amount;
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(value);
+  } catch {
+    return `${value.toFixed(2)} ${currency}`; // not an ISO 4217 code the browser knows
+  }
+}
+
+/**
+ * Subtotal and units when every line has a price in the cart's currency, else null: the
+ * service's rule (domain/pricing.py), applied to the live copy, whose lines events change.
+ */
+export function cartTotals(cart) {
+  let sum = 0n;
+  let units = 0;
+  for (const line of cart.lines) {
+    const price = tenThousandths(line.unit_price);
+    if (price === null || (line.currency ?? cart.currency) !== cart.currency) return null;
+    sum += price * BigInt(line.qty);
+    units += line.qty;
+  }
+  return { subtotal: Number(sum) / 10_000, units };
+}
+
+const PRICED_BY = { staff: "price set by staff", service: "price set by the shop", client: "price from the customer's device" };
+
+/** A line's unit price and who set it, or that it has none. */
+function linePrice(line, currency) {
+  if (line.unit_price == null) return el("span", { class: "price muted" }, "no price");
+  return el(
+    "span",
+    { class: "price" },
+    el("span", { class: "amount" }, formatMoney(line.unit_price, line.currency ?? currency ?? "EUR")),
+    PRICED_BY[line.priced_by] ? el("span", { class: "muted" }, PRICED_BY[line.priced_by]) : null,
+  );
+}
+
+/** A cart line with its price, −/+ and Remove buttons; `change` runs what they ask for. */
+export function cartLineRow(line, change, currency) {
   return el(
     "li",
     { dataset: { id: line.id, sku: line.sku } },
     describeLine(line),
+    linePrice(line, currency),
     el(
       "span",
       { class: "qty" },
