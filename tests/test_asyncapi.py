@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from cartsync import wire, wire_events
-from cartsync.web import live
+from cartsync.web import live_protocol as live
 from tests.conftest import Tokens
 from tests.support.processes import ROOT, ServiceProcess
 

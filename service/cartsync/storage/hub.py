@@ -1,17 +1,19 @@
-"""One Redis pub/sub connection per process, fanned out to the local listeners of each owner.
+"""One Redis pub/sub connection per process, fanned out to the local consumers of each owner.
 
+Each published event is decoded once per process (``Published``) and handed to every local
+consumer of its owner by a plain call from the reader: no queue or task per consumer here.
 Pub/sub is only a wake-up signal (it is at-most-once, and redis-py may drop and re-subscribe a
 connection without telling anyone). The owner's event log is the record: whenever a channel is
-(re)subscribed or the connection is replaced, every listener of it gets ``RESYNC`` and reads
-the log from the last revision it delivered. A heartbeat through Redis finds a silent
+(re)subscribed or the connection is replaced, every consumer of it is told to ``resync`` and
+reads the log from the last revision it delivered. A heartbeat through Redis finds a silent
 connection in seconds rather than after TCP keepalive's minute.
 
 On a Redis Cluster the hub uses sharded pub/sub (SSUBSCRIBE): each owner's channel lives on
 the shard that holds the owner's keys. When a slot moves, the old node ends the subscription
 itself (an SUNSUBSCRIBE nobody asked for), and redis-py only re-homes subscriptions once a
 keyed command has met a MOVED reply, which a process that only reads may never send. So any
-unsubscribe arriving while a channel still has listeners is answered with a keyed probe (which
-refreshes the slot map) and a fresh subscribe; its confirmation makes the listeners catch up
+unsubscribe arriving while a channel still has consumers is answered with a keyed probe (which
+refreshes the slot map) and a fresh subscribe; its confirmation makes the consumers catch up
 from the log like any other.
 """
 
@@ -22,9 +24,10 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
+import msgspec
 import redis.exceptions as rexc
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -34,60 +37,42 @@ from cartsync.storage.keys import OwnerKeys
 
 log = logging.getLogger("cartsync.hub")
 
-RESYNC: Final = b""
-"""Queued to a listener when it may have missed messages: read the log to catch up."""
+
+class _Head(msgspec.Struct):
+    rev: int
+    epoch: str | None = None
+    at: str | None = None
 
 
-class Overflow(Exception):
-    """A listener's queue was full: its consumer is too slow to keep."""
+_head = msgspec.json.Decoder(_Head)
 
 
-class Listener:
-    """One local consumer of one owner's events (a websocket, a test, a relay).
+class Published:
+    """One event as the script published it, decoded once for every local consumer.
 
-    The queue is bounded by count and by bytes. Past either bound the listener is marked
-    overflowed and ``on_overflow`` runs at once, from the hub's reader: a consumer stuck in a
-    send to a peer that stopped reading never comes back to ``get`` to notice by itself.
+    ``frame`` is a slot for what the transport makes of it (the websocket frame's text), so
+    that it too is built once per process rather than once per socket.
     """
 
-    def __init__(
-        self,
-        channel: str,
-        max_queue: int,
-        max_bytes: int = 1 << 20,
-        on_overflow: Callable[[], None] | None = None,
-    ) -> None:
-        self.channel = channel
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queue)
-        self.ready = asyncio.Event()
-        self.overflowed = False
-        self.queued_bytes = 0
-        self._max_bytes = max_bytes
-        self._on_overflow = on_overflow
+    __slots__ = ("at", "epoch", "frame", "raw", "rev")
 
-    def offer(self, message: bytes) -> None:
-        if self.overflowed:
-            return
-        if self.queued_bytes + len(message) <= self._max_bytes:
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(message)
-                self.queued_bytes += len(message)
-                return
-        self.overflowed = True
-        # Drop what is queued (the client resumes by revision) and wake the consumer.
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queued_bytes = 0
-        self.queue.put_nowait(RESYNC)
-        if self._on_overflow is not None:
-            self._on_overflow()
+    def __init__(self, raw: bytes) -> None:
+        head = _head.decode(raw)
+        self.raw = raw
+        self.rev = head.rev
+        self.epoch = head.epoch
+        self.at = head.at
+        self.frame: str | None = None
 
-    async def get(self) -> bytes:
-        message = await self.queue.get()
-        if self.overflowed:
-            raise Overflow
-        self.queued_bytes -= len(message)
-        return message
+
+class Consumer(Protocol):
+    """What a local consumer of one owner's events offers the hub (a live socket, a test)."""
+
+    def deliver(self, event: Published) -> None:
+        """The next published event; called from the hub's reader, so it must not block."""
+
+    def resync(self) -> None:
+        """Messages may have been missed: read the log from the last revision delivered."""
 
 
 class _Plain:
@@ -142,26 +127,25 @@ class Hub:
         redis: Redis | RedisCluster,
         *,
         heartbeat_s: float = 2.0,
-        max_queue: int = 256,
-        max_queue_bytes: int = 1 << 20,
     ) -> None:
         self._redis = redis
         self._kind: type[_Plain] | type[_Sharded] = (
             _Sharded if isinstance(redis, RedisCluster) else _Plain
         )
         self._heartbeat_s = heartbeat_s
-        self._max_queue = max_queue
-        self._max_queue_bytes = max_queue_bytes
         self._heartbeat_channel = f"cs:hb:{uuid.uuid4().hex}"
-        self._listeners: dict[str, set[Listener]] = {}
+        self._consumers: dict[str, set[Consumer]] = {}
         self._active: set[str] = set()
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        """Per channel awaiting its subscription's confirmation: one future, however many
+        consumers wait for it."""
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._rehoming: dict[str, asyncio.Task[None]] = {}
         self.reconnects = 0
         self.rehomed = 0
-        """Subscriptions the server ended while they had listeners (Cluster slot moves)."""
+        """Subscriptions the server ended while they had consumers (Cluster slot moves)."""
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -181,34 +165,50 @@ class Hub:
 
     @property
     def channels(self) -> int:
-        return len(self._listeners)
+        return len(self._consumers)
 
-    def listener_count(self, owner_id: str) -> int:
-        return len(self._listeners.get(OwnerKeys(owner_id).channel, ()))
+    def consumer_count(self, owner_id: str) -> int:
+        return len(self._consumers.get(OwnerKeys(owner_id).channel, ()))
 
     @contextlib.asynccontextmanager
-    async def listen(
-        self, owner_id: str, on_overflow: Callable[[], None] | None = None
-    ) -> AsyncIterator[Listener]:
-        """Receive an owner's events while inside; the last one out unsubscribes."""
+    async def listen(self, owner_id: str, consumer: Consumer) -> AsyncIterator[None]:
+        """Deliver an owner's events to ``consumer`` while inside; the last one out unsubscribes."""
         channel = OwnerKeys(owner_id).channel
-        listener = Listener(channel, self._max_queue, self._max_queue_bytes, on_overflow)
-        group = self._listeners.setdefault(channel, set())
-        group.add(listener)
+        group = self._consumers.setdefault(channel, set())
+        group.add(consumer)
         try:
-            if channel in self._active:
-                listener.ready.set()
-            elif len(group) == 1:
+            if channel not in self._active and len(group) == 1:
                 await self._command("subscribe", channel)
-            yield listener
+            yield
         finally:
-            group.discard(listener)
-            if not group and self._listeners.get(channel) is group:
-                del self._listeners[channel]
-                # Inactive from now on: a listener arriving before the confirmation must
+            group.discard(consumer)
+            if not group and self._consumers.get(channel) is group:
+                del self._consumers[channel]
+                # Inactive from now on: a consumer arriving before the confirmation must
                 # subscribe again rather than trust a subscription that is going away.
                 self._active.discard(channel)
+                waiting = self._confirmed.pop(channel, None)
+                if waiting is not None:
+                    waiting.cancel()
                 await self._command("unsubscribe", channel)
+
+    async def subscribed(self, owner_id: str, timeout_s: float) -> bool:
+        """Whether the owner's channel is (or within ``timeout_s`` becomes) subscribed."""
+        channel = OwnerKeys(owner_id).channel
+        if channel in self._active:
+            return True
+        waiting = self._confirmed.get(channel)
+        if waiting is None:
+            waiting = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
+        except TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            if waiting.cancelled():
+                return False  # its last consumer left meanwhile
+            raise
+        return True
 
     async def _command(self, verb: str, channel: str) -> None:
         # Sent on the reader's connection; confirmations come back through the reader. If the
@@ -228,7 +228,7 @@ class Hub:
             try:
                 async with self._lock:
                     subscribe = getattr(pubsub, self._kind.subscribe)
-                    await subscribe(self._heartbeat_channel, *self._listeners)
+                    await subscribe(self._heartbeat_channel, *self._consumers)
                     self._pubsub = pubsub
                 await self._read(pubsub)
             except (
@@ -250,9 +250,6 @@ class Hub:
                     self._pubsub = None
                 self.connected.clear()
                 self._active.clear()
-                for group in self._listeners.values():
-                    for listener in group:
-                        listener.ready.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             self.reconnects += 1
@@ -273,24 +270,37 @@ class Hub:
                     if kind == self._kind.subscribed:
                         self.connected.set()
                 elif kind == self._kind.message:
-                    for listener in tuple(self._listeners.get(channel, ())):
-                        listener.offer(bytes(message["data"]))
+                    self._fan_out(channel, bytes(message["data"]))
                 elif kind == self._kind.subscribed:
                     self._active.add(channel)
-                    for listener in tuple(self._listeners.get(channel, ())):
-                        listener.ready.set()
-                        listener.offer(RESYNC)
+                    waiting = self._confirmed.pop(channel, None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(None)
+                    for consumer in tuple(self._consumers.get(channel, ())):
+                        consumer.resync()
                 elif kind == self._kind.unsubscribed:
                     self._active.discard(channel)
-                    if self._listeners.get(channel):
+                    if self._consumers.get(channel):
                         self._rehome(channel)
             if now - last_beat > 3 * self._heartbeat_s:
                 raise _Silent
 
+    def _fan_out(self, channel: str, raw: bytes) -> None:
+        consumers = self._consumers.get(channel)
+        if not consumers:
+            return
+        try:
+            event = Published(raw)
+        except msgspec.DecodeError:
+            log.warning("an event on %s could not be read; its consumers read the log", channel)
+            for consumer in tuple(consumers):
+                consumer.resync()
+            return
+        for consumer in tuple(consumers):
+            consumer.deliver(event)
+
     def _rehome(self, channel: str) -> None:
-        """Subscribe again to a channel that still has listeners (see the module docstring)."""
-        for listener in self._listeners.get(channel, ()):
-            listener.ready.clear()
+        """Subscribe again to a channel that still has consumers (see the module docstring)."""
         if channel not in self._rehoming:
             task = asyncio.create_task(self._resubscribe(channel), name="hub-rehome")
             self._rehoming[channel] = task
@@ -300,7 +310,7 @@ class Hub:
         self.rehomed += 1
         log.info("pub/sub subscription ended by the server; subscribing again")
         await self._kind.find_home(self._redis, channel)
-        if self._listeners.get(channel):
+        if self._consumers.get(channel):
             await self._command("subscribe", channel)
 
     async def _beat_forever(self) -> None:

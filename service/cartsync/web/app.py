@@ -51,6 +51,7 @@ from cartsync.web.endpoints import (
 from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, WorkerMetrics, metrics_endpoint
 from cartsync.web.services import RateLimits, Services
+from cartsync.web.wheel import Wheel
 
 ENDPOINTS: list[Endpoint] = [
     *routes_cart.ENDPOINTS,
@@ -128,12 +129,9 @@ def create_app(settings: Settings) -> Starlette:
             wait_timeout_ms=settings.redis_wait_timeout_ms,
             outbox=outbox_config(settings),
         )
-        hub = Hub(
-            redis,
-            heartbeat_s=settings.hub_heartbeat_s,
-            max_queue=settings.ws_send_queue,
-            max_queue_bytes=settings.ws_send_queue_bytes,
-        )
+        hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s)
+        # Deadlines checked to a quarter of a ping interval (at most a second late).
+        wheel = Wheel(min(1.0, settings.ws_ping_interval_s / 4))
         app.state.services = Services(
             settings=settings,
             store=store,
@@ -142,12 +140,14 @@ def create_app(settings: Settings) -> Starlette:
             limits=RateLimits(settings),
             hub=hub,
             metrics=metrics,
+            wheel=wheel,
             pricing=Pricing(
                 catalog(settings, http), settings.catalog_failure, settings.default_currency
             ),
         )
         metrics.watch_hub(hub)
         await hub.start()
+        await wheel.start()
         for remote in verifier.remote:
             await remote.start()  # in the background: a provider that is down only delays ready
         try:
@@ -160,6 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for remote in verifier.remote:
                 await remote.stop()
+            await wheel.stop()
             await hub.stop()
             await redis.aclose()
             await http.aclose()

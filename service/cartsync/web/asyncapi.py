@@ -2,7 +2,7 @@
 
 Generated from the frame types in ``wire.py``, the event catalogue in ``wire_events.py`` and the
 op names of the command table, so it cannot describe frames the server does not know. The
-close codes and subprotocols live here, beside the code that uses them (``web/live.py``);
+close codes and subprotocols live here, beside the code that uses them (``web/live_protocol.py``);
 docs/protocol.md is held to them by tests/test_asyncapi.py.
 """
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cartsync import __version__, wire
-from cartsync.web import live
+from cartsync.web import live_protocol as live
 from cartsync.web.commands import BY_NAME
 from cartsync.wire_events import EVENT_DATA, EventEnvelope
 
@@ -116,7 +116,7 @@ _CLOSE_MEANINGS: Final = {
 
 
 def close_codes() -> list[CloseCode]:
-    """Every close code ``web/live.py`` names, and Hypercorn's 1009."""
+    """Every close code ``web/live_protocol.py`` names, and Hypercorn's 1009."""
     named = {"MESSAGE_TOO_BIG": MESSAGE_TOO_BIG}
     named |= {
         name: value

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
@@ -22,6 +22,7 @@ from cartsync.storage.hub import Hub
 from cartsync.storage.store import CartStore
 from cartsync.web.inputs import bearer_token
 from cartsync.web.metrics import Metrics
+from cartsync.web.wheel import Wheel
 
 
 class RateLimits:
@@ -61,6 +62,12 @@ class RateLimits:
                 raise RateLimited(max(1, int(stats.reset_time - time.time()) + 1))
 
 
+@runtime_checkable
+class Drainable(Protocol):
+    def drain(self) -> None:
+        """End now: the server is shutting down."""
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -72,20 +79,17 @@ class Services:
     metrics: Metrics
     pricing: Pricing
     """Names and prices lines: from the shop's catalogue when one is configured."""
+    wheel: Wheel
+    """Deadlines of the live sockets (pings, silence, token and grant ends)."""
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on SIGTERM: live sockets close with 1001 so clients reconnect elsewhere."""
-    _on_drain: set[Callable[[], None]] = field(default_factory=set)
 
     def drain(self) -> None:
         """Start shutting down: every live socket ends now, new ones are refused."""
         self.draining.set()
-        for callback in tuple(self._on_drain):
-            callback()
-
-    def on_drain(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when draining starts; the returned call unregisters it."""
-        self._on_drain.add(callback)
-        return lambda: self._on_drain.discard(callback)
+        for item in self.wheel.items():
+            if isinstance(item, Drainable):
+                item.drain()
 
     async def authenticate(self, request: Request) -> Principal:
         return await self.verifier.verify(bearer_token(request))

@@ -1,0 +1,94 @@
+"""One timer wheel per process for what live sockets must do on time.
+
+Pings, the silence check and the end of a token or a grant are deadlines. A loop timer or a
+sleeping task per socket and concern costs memory on every idle socket; the wheel is one task
+and one set per tick, however many sockets: each item is filed under the tick of its next
+deadline, and when that tick comes the wheel calls its ``due``, which does what is due and
+names the next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import Protocol
+
+log = logging.getLogger("cartsync.live")
+
+
+class Timed(Protocol):
+    def due(self, now: float) -> float | None:
+        """Do what is due at ``now`` (loop time); the next deadline, or None to be dropped."""
+
+
+class Wheel:
+    """Deadlines in loop time, kept to ``resolution_s``; ``due`` runs at most that late."""
+
+    def __init__(self, resolution_s: float) -> None:
+        self._resolution = resolution_s
+        self._slots: dict[int, set[Timed]] = {}
+        self._tick_of: dict[Timed, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._tick_of)
+
+    def items(self) -> list[Timed]:
+        return list(self._tick_of)
+
+    def schedule(self, item: Timed, when: float) -> None:
+        """File ``item`` for ``when`` (loop time), replacing its earlier deadline."""
+        self.forget(item)
+        tick = math.ceil(when / self._resolution)
+        self._slots.setdefault(tick, set()).add(item)
+        self._tick_of[item] = tick
+
+    def forget(self, item: Timed) -> None:
+        tick = self._tick_of.pop(item, None)
+        if tick is not None:
+            slot = self._slots.get(tick)
+            if slot is not None:
+                slot.discard(item)
+                if not slot:
+                    del self._slots[tick]
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._turn(), name="live-wheel")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _turn(self) -> None:
+        loop = asyncio.get_running_loop()
+        done = math.floor(loop.time() / self._resolution)
+        while True:
+            await asyncio.sleep(max(0.0, (done + 1) * self._resolution - loop.time()))
+            now = loop.time()
+            current = math.floor(now / self._resolution)
+            if self._slots and current > done:
+                # Normally one tick; after a stall, every tick the loop slept through.
+                due = (
+                    [t for t in self._slots if t <= current]
+                    if current - done > 64
+                    else [t for t in range(done + 1, current + 1) if t in self._slots]
+                )
+                for tick in sorted(due):
+                    for item in self._slots.pop(tick, ()):
+                        del self._tick_of[item]
+                        self._run(item, now)
+            done = max(done, current)
+
+    def _run(self, item: Timed, now: float) -> None:
+        try:
+            following = item.due(now)
+        except Exception:
+            log.exception("a live socket's timer failed; it is dropped from the wheel")
+            return
+        if following is not None:
+            self.schedule(item, following)
