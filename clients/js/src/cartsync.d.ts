@@ -30,6 +30,13 @@ export interface Line {
   attrs: Attrs;
   title?: string;
   unit_price?: string;
+  /** The unit price's currency (absent on lines stored before lines recorded one). */
+  currency?: string;
+  image?: string;
+  /** Whether the line has a unit price (false: the shop's catalogue could not be asked). */
+  priced?: boolean;
+  /** Who set title and price; "client" prices must be re-priced by the shop at checkout. */
+  priced_by?: "catalog" | "staff" | "service" | "client";
   added_at: string;
   updated_at: string;
   updated_by: Actor;
@@ -45,6 +52,12 @@ export interface Cart {
   updated_at: string | null;
   epoch?: string | null;
   ready_for_collection?: boolean;
+  /**
+   * Sum of unit_price x qty when every line has a price in `currency`, else null; as the
+   * service read the cart: the live copy applies events to lines and does not recompute it.
+   */
+  subtotal?: string | null;
+  item_count?: number | null;
 }
 
 export interface WishItem {

@@ -46,6 +46,10 @@ class Breaker:
         self._trial = True
         return True
 
+    def abandoned(self) -> None:
+        """The call ended without an answer either way (cancelled): another may try."""
+        self._trial = False
+
     def succeeded(self) -> None:
         if self._opened_at is not None:
             log.info("catalogue answers again: circuit closed")

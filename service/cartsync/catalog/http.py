@@ -96,6 +96,9 @@ class HttpCatalog:
             raise CatalogUnavailable(
                 "the shop's catalogue could not price the line; try again shortly"
             ) from exc
+        except BaseException:
+            self.breaker.abandoned()  # cancelled: a half-open trial must not stay taken
+            raise
         self.breaker.succeeded()
         asked = set(skus)
         return {

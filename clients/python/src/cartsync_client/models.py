@@ -69,6 +69,13 @@ class Line(msgspec.Struct, omit_defaults=True):
     updated_by: Actor
     title: str | None = None
     unit_price: str | None = None
+    currency: str | None = None
+    """The unit price's currency (absent on lines stored before lines recorded one)."""
+    image: str | None = None
+    priced: bool | None = None
+    """Whether the line has a unit price (false: the shop's catalogue could not be asked)."""
+    priced_by: str | None = None
+    """Who set title and price: ``catalog``, ``staff``, ``service`` or ``client``."""
 
 
 class Cart(msgspec.Struct):
@@ -85,6 +92,10 @@ class Cart(msgspec.Struct):
     """Marked ready for click-and-collect (``PUT /v1/cart/collection``); checkout clears it."""
     epoch: str | None = None
     """Names this run of revisions; it changes when the owner's data starts again."""
+    subtotal: str | None = None
+    """Sum of unit price x qty when every line has a price in ``currency``, as the service
+    read the cart; a mirror that applies events to lines does not recompute it."""
+    item_count: int | None = None
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):
