@@ -114,8 +114,8 @@ def referenced_files(directory: Path) -> set[Path]:
     return paths
 
 
-def deployment(objects: list[Obj]) -> Obj:
-    (found,) = [o for o in objects if o["kind"] == "Deployment"]
+def deployment(objects: list[Obj], name: str = "cartsync") -> Obj:
+    (found,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name]
     return found
 
 
@@ -159,6 +159,7 @@ def test_there_is_a_base_and_a_redis_cluster_overlay() -> None:
         [
             "ConfigMap",
             "Deployment",
+            "Deployment",  # the back-office event worker
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
             "Secret",

@@ -162,6 +162,7 @@ CODES: frozenset[str] = frozenset(
         "invalid_guest_token",
         "unknown_op",
         "unknown_sku",
+        "unknown_event_type",
         # Try again later (429, 500, 503)
         "rate_limited",
         "internal_error",

@@ -327,3 +327,26 @@ class ErrorFrame(Struct, tag_field="type", tag="error"):
 
 class ServerPing(Struct, tag_field="type", tag="ping"):
     pass
+
+
+# Back-office events (docs/events.md) -------------------------------------------------------
+
+
+class BackOfficeEvent(Struct):
+    """One back-office event, as webhooks carry it and ``GET /v1/events`` lists it."""
+
+    id: str
+    """The same on every retry and replay: receivers dedupe by it (``webhook-id``)."""
+    type: str
+    occurred_at: str
+    owner: str
+    customer_id: str | None
+    rev: int
+    epoch: str
+    data: dict[str, Any]
+
+
+class EventsPage(Struct):
+    events: list[BackOfficeEvent]
+    next: str
+    """The cursor to pass as ``after`` next time (also when every event was filtered out)."""

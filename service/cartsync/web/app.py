@@ -36,6 +36,7 @@ from cartsync.web import (
     routes_account,
     routes_cart,
     routes_consent,
+    routes_events,
     routes_wishlists,
 )
 from cartsync.web.commands import COMMANDS
@@ -69,6 +70,7 @@ async def openapi_json(request: Request) -> Response:
 PUBLIC: list[PublicRoute] = [
     *routes_account.PUBLIC,
     *routes_consent.PUBLIC,
+    *routes_events.PUBLIC,
     PublicRoute(
         "GET",
         "/metrics",

@@ -176,6 +176,7 @@ class PublicRoute:
     token: bool = False
     """Takes a bearer token (documented in the summary which role)."""
     name: str = ""
+    query: tuple[QueryParam, ...] = ()
 
     @property
     def operation(self) -> str:

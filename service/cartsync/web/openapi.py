@@ -140,6 +140,7 @@ def build(endpoints: Iterable[Endpoint], public: Iterable[PublicRoute]) -> dict[
         types.extend(q.type_ for q in ep.query)
     for route in public:
         types.extend(a.type_ for a in route.answers.values() if a.type_ is not None)
+        types.extend(q.type_ for q in route.query)
     schemas = _Schemas(types)
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
@@ -261,8 +262,19 @@ def _public_operation(route: PublicRoute, schemas: _Schemas) -> dict[str, Any]:
         "responses": responses,
     }
     names = re.findall(r"{(\w+)}", route.path)
-    if names:
-        op["parameters"] = [_path_param(name) for name in names]
+    params = [_path_param(name) for name in names] + [
+        {
+            "name": q.name,
+            "in": "query",
+            "required": False,
+            "description": q.description,
+            "schema": schemas[q.type_],
+            **({"example": q.example} if q.example is not None else {}),
+        }
+        for q in route.query
+    ]
+    if params:
+        op["parameters"] = params
     op["security"] = [{"bearer": []}] if route.token else []
     return op
 
