@@ -118,10 +118,13 @@ def test_package_versions_come_from_one_place() -> None:
 
 
 def test_client_versions_follow_the_protocol_version() -> None:
-    live = (ROOT / "service/cartsync/web/live.py").read_text()
-    found = re.search(r'^SUBPROTOCOL = "cartsync\.v(\d+)"$', live, re.MULTILINE)
-    assert found, "the service's websocket subprotocol is no longer SUBPROTOCOL in web/live.py"
-    protocol = int(found.group(1))
+    declared = {
+        found[1]
+        for path in (ROOT / "service/cartsync").rglob("*.py")
+        for found in re.finditer(r'^SUBPROTOCOL = "cartsync\.v(\d+)"$', path.read_text(), re.M)
+    }
+    assert len(declared) == 1, f"the service should declare one SUBPROTOCOL, found {declared}"
+    protocol = int(declared.pop())
     python_client = Version(released_version("cartsync-client"))
     js_client = Version(json.loads(JS_PACKAGE.read_text())["version"])
     assert python_client == js_client, "the Python and JS clients carry different versions"
