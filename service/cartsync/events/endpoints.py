@@ -117,7 +117,7 @@ def load_webhooks(path: Path, *, allow_http: bool) -> tuple[WebhookEndpoint, ...
         document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise WebhooksFileError(
-            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
         ) from exc
     entries = document.get("endpoints") if isinstance(document, dict) else None
     if not isinstance(entries, list):
