@@ -173,24 +173,36 @@ class Hub:
     @contextlib.asynccontextmanager
     async def listen(self, owner_id: str, consumer: Consumer) -> AsyncIterator[None]:
         """Deliver an owner's events to ``consumer`` while inside; the last one out unsubscribes."""
+        await self.add(owner_id, consumer)
+        try:
+            yield
+        finally:
+            await self.remove(owner_id, consumer)
+
+    async def add(self, owner_id: str, consumer: Consumer) -> None:
+        """Deliver an owner's events to ``consumer`` until ``remove``."""
         channel = OwnerKeys(owner_id).channel
         group = self._consumers.setdefault(channel, set())
         group.add(consumer)
-        try:
-            if channel not in self._active and len(group) == 1:
-                await self._command("subscribe", channel)
-            yield
-        finally:
-            group.discard(consumer)
-            if not group and self._consumers.get(channel) is group:
-                del self._consumers[channel]
-                # Inactive from now on: a consumer arriving before the confirmation must
-                # subscribe again rather than trust a subscription that is going away.
-                self._active.discard(channel)
-                waiting = self._confirmed.pop(channel, None)
-                if waiting is not None:
-                    waiting.cancel()
-                await self._command("unsubscribe", channel)
+        if channel not in self._active and len(group) == 1:
+            await self._command("subscribe", channel)
+
+    async def remove(self, owner_id: str, consumer: Consumer) -> None:
+        """Stop delivering to ``consumer``; the owner's last consumer out unsubscribes."""
+        channel = OwnerKeys(owner_id).channel
+        group = self._consumers.get(channel)
+        if group is None:
+            return
+        group.discard(consumer)
+        if not group:
+            del self._consumers[channel]
+            # Inactive from now on: a consumer arriving before the confirmation must
+            # subscribe again rather than trust a subscription that is going away.
+            self._active.discard(channel)
+            waiting = self._confirmed.pop(channel, None)
+            if waiting is not None:
+                waiting.cancel()
+            await self._command("unsubscribe", channel)
 
     async def subscribed(self, owner_id: str, timeout_s: float) -> bool:
         """Whether the owner's channel is (or within ``timeout_s`` becomes) subscribed."""

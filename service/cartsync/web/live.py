@@ -10,6 +10,7 @@ import contextlib
 import logging
 from typing import Final
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cartsync import wire
@@ -35,6 +36,12 @@ from cartsync.web.session import Session
 log = logging.getLogger("cartsync.live")
 
 _CLOSE_TIMEOUT_S: Final = 1.0
+PATH: Final = "/v1/ws"
+
+
+async def asgi_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The endpoint as a plain ASGI app (app.py routes the live socket to it directly)."""
+    await websocket_endpoint(WebSocket(scope, receive, send))
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -52,6 +59,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if services.draining.is_set():
             raise Close(GOING_AWAY, "server shutting down; reconnect")
         principal, valid_until = await _authenticate(websocket, services, token)
+        del token  # a live socket keeps no copy of its bearer token
         grant_id = next(
             (p[len(GRANT_PREFIX) :] for p in offered if p.startswith(GRANT_PREFIX)), None
         )

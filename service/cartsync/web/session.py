@@ -164,7 +164,9 @@ class Session:
         self.last_heard = loop.time()
         self._next_ping = self.last_heard + services.settings.ws_ping_interval_s
         self._context = contextvars.copy_context()  # the request id, for the writer's logs
-        async with services.hub.listen(self.owner.id, self):
+        # Not ``hub.listen``: its context manager would stay on every idle socket's stack.
+        await services.hub.add(self.owner.id, self)
+        try:
             if not await services.hub.subscribed(self.owner.id, timeout_s=5.0):
                 raise Close(TRY_AGAIN_LATER, "live updates are unavailable; retry")
             head = await services.store.history(self.owner, 0, 0)
@@ -190,6 +192,8 @@ class Session:
                 services.wheel.forget(self)
                 if self._writer is not None:
                     await _finish([self._writer])
+        finally:
+            await services.hub.remove(self.owner.id, self)
         raise self._ended or Close(INTERNAL_ERROR, "internal error; reconnect with since")
 
     def end(self, why: Close | WebSocketDisconnect) -> None:
@@ -266,6 +270,8 @@ class Session:
             self._writer = writer
 
     def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        if self._writer is task:
+            self._writer = None  # a finished task is not kept on an idle socket
         if not task.cancelled() and task.exception() is not None:
             self.end(_close_for(task.exception(), "writing"))  # type: ignore[arg-type]
 
