@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -61,13 +61,27 @@ class WorkerConfig:
     total_timeout_s: float = 10.0
 
 
-class DeliveryObserver:
+class DeliveryObserver(Protocol):
     """What the worker reports; web/metrics.py's WorkerMetrics implements it for Prometheus."""
 
     def attempt(self, endpoint: str, outcome: str) -> None: ...
     def delivered(self, endpoint: str, lag_s: float) -> None: ...
     def dead_letter(self, endpoint: str, reason: str) -> None: ...
     def outbox_length(self, length: int) -> None: ...
+
+
+class _Unobserved:
+    def attempt(self, endpoint: str, outcome: str) -> None:
+        pass
+
+    def delivered(self, endpoint: str, lag_s: float) -> None:
+        pass
+
+    def dead_letter(self, endpoint: str, reason: str) -> None:
+        pass
+
+    def outbox_length(self, length: int) -> None:
+        pass
 
 
 class Worker:
@@ -83,7 +97,7 @@ class Worker:
         self.outbox = outbox
         self.endpoints = {e.name: e for e in endpoints}
         self.config = config
-        self.observer = observer or DeliveryObserver()
+        self.observer: DeliveryObserver = observer or _Unobserved()
         self.clock = clock
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(24):06x}"
         self._limits = {e.name: e.max_concurrency for e in endpoints}
@@ -92,6 +106,8 @@ class Worker:
         self._inflight = dict.fromkeys(self._limits, 0)
         self._deadlines_inflight = 0
         self._gone: set[str] = set()
+        self._next_due: dict[int, int] = {}
+        """Partition -> its earliest deadline (ms), as its last poll saw it."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient
 
@@ -125,23 +141,33 @@ class Worker:
         return task
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Each round polls the partitions hinted by services, those with a deadline due, and
+        the next slice of a sweep over all of them (every one, on a single Redis), which
+        finds whatever a lost hint or a killed worker left behind."""
         next_gone = 0.0
+        sweep = 0
+        total = self.outbox.partitions
         while not stop.is_set():
             busy = False
             try:
                 if self.clock() >= next_gone:
                     self._gone = await self.outbox.gone()
                     next_gone = self.clock() + 5
-                total = self.outbox.partitions
-                for start in range(0, total, CHUNK):
-                    busy |= await self._poll(range(start, min(start + CHUNK, total)))
+                now_ms = int(self.clock() * 1000)
+                wanted = set(await self.outbox.take_hints(CHUNK))
+                wanted.update(p for p, due in self._next_due.items() if due <= now_ms)
+                wanted.update(range(sweep, min(sweep + CHUNK, total)))
+                sweep = sweep + CHUNK if sweep + CHUNK < total else 0
+                ordered = sorted(wanted)
+                for start in range(0, len(ordered), CHUNK):
+                    busy |= await self._poll(ordered[start : start + CHUNK])
             except _REDIS_DOWN as exc:
                 log.warning("outbox poll failed (%s); retrying", exc)
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.poll_s)
 
-    async def _poll(self, partitions: range) -> bool:
+    async def _poll(self, partitions: list[int]) -> bool:
         subs = []
         for name, limit in self._limits.items():
             free = max(0, 2 * limit - self._inflight[name])
@@ -158,13 +184,16 @@ class Worker:
         now_ms = int(self.clock() * 1000)
         deadline_budget = 1 if self._deadlines_inflight < 256 else 0
         result = await self.outbox.poll(
-            list(partitions),
+            partitions,
             subs,
             consumer=self.consumer,
             now_ms=now_ms,
             lease_ms=int(self.config.visibility_s * 1000),
             deadlines=20 * deadline_budget,
         )
+        for p in partitions:
+            self._next_due.pop(p, None)
+        self._next_due.update(result.next_due_ms)
         for lease in result.leases:
             self._inflight[lease.endpoint] += 1
             self._spawn(self._deliver(lease))

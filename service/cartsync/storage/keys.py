@@ -197,5 +197,8 @@ def dead_letters_key(endpoint: str) -> str:
 ENDPOINTS_GONE_KEY = f"{PREFIX}:{{wh}}:gone"
 """Hash: endpoint name -> when it answered 410 Gone; nothing more is sent to it."""
 
+OUTBOX_HINTS_KEY = f"{PREFIX}:{{events}}:hints"
+"""Set: partitions that just got events; a wake-up for the workers, not the record."""
+
 FEED_KEY = f"{PREFIX}:{{events}}:feed"
 """Stream: every back-office event in delivery order per customer, for ``GET /v1/events``."""

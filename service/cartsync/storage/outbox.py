@@ -7,7 +7,9 @@ call, so every script's keys share the partition's tag (one Cluster slot).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from cartsync.storage.keys import (
     ENDPOINTS_GONE_KEY,
     FEED_KEY,
+    OUTBOX_HINTS_KEY,
     SLOTS,
     OwnerKeys,
     PartitionKeys,
@@ -28,6 +31,7 @@ from cartsync.storage.keys import (
 )
 
 AnyRedis = Redis | RedisCluster
+log = logging.getLogger("cartsync.outbox")
 
 FEED_ENDPOINT = "_feed"
 """The built-in endpoint whose 'delivery' appends to the feed ``GET /v1/events`` reads."""
@@ -82,6 +86,8 @@ class PollResult:
     fanned_out: int = 0
     leases: list[Lease] = field(default_factory=list)
     deadlines: list[DueDeadline] = field(default_factory=list)
+    next_due_ms: dict[int, int] = field(default_factory=dict)
+    """Partition -> its earliest deadline still to come (partitions with none are absent)."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,9 @@ class Outbox:
             ],
         )
         for p, reply in zip(partitions, replies, strict=True):
-            fanned, leased, due = reply
+            fanned, leased, due, next_due = reply
+            if int(next_due) >= 0:
+                result.next_due_ms[p] = int(next_due)
             result.fanned_out += int(fanned)
             for sub, rows in zip(subscriptions, leased, strict=True):
                 for owner, outbox_id, event, record in rows:
@@ -189,7 +197,7 @@ class Outbox:
         for attempt in range(2):
             pipe = self._r.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+                pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args)
             try:
                 return list(await pipe.execute())
             except rexc.NoScriptError:
@@ -277,12 +285,48 @@ class Outbox:
     async def _eval_text(self, source: str, keys: list[str], args: list[Any]) -> Any:
         return await self._r.eval(source, len(keys), *keys, *args)
 
+    async def take_hints(self, count: int) -> list[int]:
+        """Partitions a service just wrote events to (each hint goes to one worker)."""
+        raw = await self._r.spop(OUTBOX_HINTS_KEY, count)
+        return [int(p) for p in raw or () if int(p) < self.partitions]
+
     async def outbox_length(self) -> int:
         """Entries not yet delivered everywhere, over every partition (for the metrics)."""
         pipe = self._r.pipeline(transaction=False)
         for p in range(self.partitions):
             pipe.xlen(PartitionKeys(p).outbox)
         return sum(int(n) for n in await pipe.execute())
+
+
+class OutboxHints:
+    """Partitions that just got events, told to the workers in batches (``OUTBOX_HINTS_KEY``).
+
+    Only a wake-up, so a Cluster's 16,384 partitions need not all be polled for an event to
+    leave at once; a lost batch (a crash, Redis away) is found by the workers' sweep. One
+    SADD per batch, never per mutation, and never on a request's path.
+    """
+
+    def __init__(self, redis: AnyRedis, interval_s: float = 0.02) -> None:
+        self._r: Any = redis
+        self._interval_s = interval_s
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+
+    def note(self, partition: int) -> None:
+        self._dirty.add(partition)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Flush batches until cancelled (the app's lifespan owns this task)."""
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval_s)
+            self._wake.clear()
+            batch, self._dirty = self._dirty, set()
+            try:
+                await self._r.sadd(OUTBOX_HINTS_KEY, *batch)
+            except (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError) as exc:
+                log.info("outbox hints not sent (%s); the workers' sweep finds them", exc)
 
 
 # Replayed events were read back from the feed and are written to the owner's partition again,

@@ -33,7 +33,7 @@ from cartsync.errors import (
     StoreUnavailable,
 )
 from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key, partition_of
-from cartsync.storage.outbox import OutboxConfig
+from cartsync.storage.outbox import OutboxConfig, OutboxHints
 
 AnyRedis = Redis | RedisCluster
 T = TypeVar("T")
@@ -164,8 +164,10 @@ class CartStore:
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
         outbox: OutboxConfig | None = None,
+        hints: OutboxHints | None = None,
     ) -> None:
         self._outbox = outbox or OutboxConfig()
+        self._hints = hints
         self._wait = (wait_replicas, wait_timeout_ms)
         self._observe = observe
         self.redis = redis
@@ -352,6 +354,7 @@ class CartStore:
         op_ttl_ms: int,
     ) -> Mutation:
         keys = OwnerKeys(owner.id)
+        events = self._outbox.argument(owner.is_guest)  # '' when this owner has none
         args: list[str | bytes] = [
             op,
             op_id,
@@ -369,11 +372,13 @@ class CartStore:
             owner.id,
             secrets.token_hex(16),  # the id of a new cart, if this change starts one
             self._currency,
-            self._outbox.argument(owner.is_guest),
+            events,
         ]
         side = partition_of(owner.id, self._outbox.partitions)
         all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
         reply = await self._guarded(lambda: self._mutate(keys=all_keys, args=args), call="mutate")
+        if events and self._hints is not None:
+            self._hints.note(side.partition)
         status = int(reply[0])
         if status == 0:
             raise _refusal(reply)
