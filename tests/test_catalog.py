@@ -304,6 +304,40 @@ async def test_several_skus_are_asked_in_one_request(catalogue: Catalogue) -> No
         assert len(catalogue.asked) == before + 4
 
 
+async def test_a_guests_unpriced_lines_are_priced_at_sign_in_in_one_request(
+    redis_server: RedisProcess,
+    tmp_path: Path,
+    own_catalogue: Catalogue,
+    tokens: Tokens,
+    customer_id: str,
+) -> None:
+    skus = [fresh("KIT") for _ in range(3)]
+    for n, sku in enumerate(skus):
+        own_catalogue.add(sku, f"Kit {n}", f"1{n}.00")
+    patient = {"CARTSYNC_CATALOG_FAILURE": "open", "CARTSYNC_CATALOG_BREAKER_FAILURES": "100"}
+    with priced_service(redis_server.url, tmp_path, own_catalogue, **patient) as proc:
+        guest = tokens.token("guest", f"g-{uuid.uuid4().hex[:8]}")
+        own_catalogue.stop()
+        async with as_(proc, {"Authorization": f"Bearer {guest}"}) as visitor:
+            for sku in skus:
+                assert (await add(visitor, {"sku": sku}))["priced"] is False
+        own_catalogue.start()
+        before = len(own_catalogue.asked)
+        async with as_(proc, tokens.headers("customer", customer_id)) as me:
+            preview = await me.post("/v1/cart/merge", json={"guest_token": guest, "dry_run": True})
+            r = await me.post("/v1/cart/merge", json={"guest_token": guest})
+            assert r.status_code == 200, r.text
+            cart = (await me.get("/v1/cart")).json()
+    assert preview.json()["cart"]["subtotal"] == "33.00"
+    assert [(ln["title"], ln["unit_price"], ln["priced_by"]) for ln in cart["lines"]] == [
+        ("Kit 0", "10.00", "catalog"),
+        ("Kit 1", "11.00", "catalog"),
+        ("Kit 2", "12.00", "catalog"),
+    ]
+    assert (cart["subtotal"], cart["item_count"]) == ("33.00", 3)
+    assert [sorted(asked) for asked in own_catalogue.asked[before:]] == [sorted(skus)]
+
+
 # When the catalogue fails -----------------------------------------------------------------
 
 

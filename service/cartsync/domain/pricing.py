@@ -88,6 +88,35 @@ class Pricing:
             fields.append(_from_catalog(product, a, trusted))
         return fields
 
+    async def reprice(self, lines: Sequence[Line]) -> list[Line]:
+        """``lines`` with the catalogue's current name and price, asked in one lookup.
+
+        For lines that move (a guest's, at a merge): best effort, never a refusal. A line keeps
+        what it had where the catalogue cannot say (down, unknown SKU) and where staff or a
+        service set the price.
+        """
+        wanted = {ln.sku for ln in lines if ln.priced_by not in TRUSTED.values()}
+        if self.catalog is None or not wanted:
+            return list(lines)
+        try:
+            products = await self.catalog.products(wanted)
+        except CatalogUnavailable:
+            return list(lines)
+        return [
+            msgspec.structs.replace(
+                ln,
+                title=p.title,
+                unit_price=p.unit_price,
+                currency=p.currency,
+                image=p.image,
+                priced=True,
+                priced_by="catalog",
+            )
+            if ln.priced_by not in TRUSTED.values() and (p := products.get(ln.sku)) is not None
+            else ln
+            for ln in lines
+        ]
+
     def _uncatalogued(self, a: Asked, by: PricedBy) -> dict[str, Any]:
         """No catalogue answer: the caller's name and price, marked as theirs."""
         found: dict[str, Any] = {"priced": a.unit_price is not None}

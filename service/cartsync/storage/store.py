@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Literal, TypeVar
@@ -36,6 +36,8 @@ from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key, partition_o
 from cartsync.storage.outbox import OutboxConfig, OutboxHints
 
 AnyRedis = Redis | RedisCluster
+Reprice = Callable[[list[Line]], Awaitable[list[Line]]]
+"""Gives the lines a guest brings to a merge their current names and prices (the catalogue)."""
 T = TypeVar("T")
 
 CLAIM_TTL_MS = 5 * 60 * 1000
@@ -228,6 +230,7 @@ class CartStore:
         guest: Owner,
         strategy: merging.MergeStrategy,
         actor: Actor,
+        reprice: Reprice | None = None,
     ) -> MergeReport:
         """Fold a guest's data into a customer's; safe to retry and to race with itself.
 
@@ -247,7 +250,7 @@ class CartStore:
         claim = _claim_dec.decode(claimed.body)
         if claim.state == "done":
             return MergeReport(await self.revision(customer), True, {})
-        theirs = await self.snapshot(guest, "state")
+        theirs = await _repriced(await self.snapshot(guest, "state"), reprice)
         summary: dict[str, int] = {}
         if theirs.cart.lines or any(w.items for w in theirs.wishlists):
             for _ in range(MERGE_ATTEMPTS):
@@ -300,6 +303,7 @@ class CartStore:
         guest: Owner,
         strategy: merging.MergeStrategy,
         actor: Actor,
+        reprice: Reprice | None = None,
     ) -> MergePreview:
         """The merge's plan without claiming or writing anything (``dry_run``).
 
@@ -321,7 +325,7 @@ class CartStore:
                 )
             if claim.state == "done":
                 return MergePreview(mine.rev, mine.cart, mine.wishlists, True, {})
-        theirs = await self.snapshot(guest, "state")
+        theirs = await _repriced(await self.snapshot(guest, "state"), reprice)
         if not theirs.cart.lines and not any(w.items for w in theirs.wishlists):
             return MergePreview(mine.rev, mine.cart, mine.wishlists, False, {})
         now = now_iso()
@@ -492,6 +496,13 @@ def _digest(owner_id: str) -> str:
     """A guest's merge tombstone names its customer only by digest, so erasing the customer
     leaves nothing in the guest's keys that points back at them."""
     return hashlib.sha256(owner_id.encode()).hexdigest()[:32]
+
+
+async def _repriced(snap: Snapshot, reprice: Reprice | None) -> Snapshot:
+    if reprice is None or not snap.cart.lines:
+        return snap
+    cart = msgspec.structs.replace(snap.cart, lines=await reprice(snap.cart.lines))
+    return replace(snap, cart=cart)
 
 
 def _refusal(reply: list[Any]) -> CartsyncError:

@@ -65,7 +65,9 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
     guest_owner = Owner(Role.GUEST, guest.subject)
     strategy = MergeStrategy(call.body.strategy)
     if call.body.dry_run:
-        preview = await store.preview_merge(call.owner, guest_owner, strategy, call.actor)
+        preview = await store.preview_merge(
+            call.owner, guest_owner, strategy, call.actor, reprice=call.services.pricing.reprice
+        )
         planned = wire.MergeResult(
             rev=preview.rev,
             cart=preview.cart,
@@ -77,7 +79,9 @@ async def merge(call: Call[wire.MergeCarts]) -> Response:
             dry_run=True,
         )
         return json_response(planned, rev=preview.rev)
-    report = await store.merge(call.owner, guest_owner, strategy, call.actor)
+    # The guest's lines get the catalogue's current names and prices, in one lookup.
+    reprice = call.services.pricing.reprice
+    report = await store.merge(call.owner, guest_owner, strategy, call.actor, reprice=reprice)
     snap = await store.snapshot(call.owner, "state")
     result = wire.MergeResult(
         rev=snap.rev,
