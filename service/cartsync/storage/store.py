@@ -32,7 +32,7 @@ from cartsync.errors import (
     RevisionMismatch,
     StoreUnavailable,
 )
-from cartsync.storage.keys import OwnerKeys, grant_key, handoff_key, partition_of
+from cartsync.storage.keys import SLOTS, OwnerKeys, grant_key, handoff_key, partition_of
 from cartsync.storage.outbox import OutboxConfig, OutboxHints
 
 AnyRedis = Redis | RedisCluster
@@ -169,6 +169,8 @@ class CartStore:
         hints: OutboxHints | None = None,
     ) -> None:
         self._outbox = outbox or OutboxConfig()
+        # On a Cluster the outbox must share each owner's slot: one partition per slot.
+        self._partitions = SLOTS if isinstance(redis, RedisCluster) else self._outbox.partitions
         self._hints = hints
         self._wait = (wait_replicas, wait_timeout_ms)
         self._observe = observe
@@ -378,7 +380,7 @@ class CartStore:
             self._currency,
             events,
         ]
-        side = partition_of(owner.id, self._outbox.partitions)
+        side = partition_of(owner.id, self._partitions)
         all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
         reply = await self._guarded(lambda: self._mutate(keys=all_keys, args=args), call="mutate")
         if events and self._hints is not None:
