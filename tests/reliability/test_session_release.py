@@ -161,12 +161,15 @@ async def outage(
         for n in range(OUTAGE_SOCKETS):
             token = tokens.token("customer", customers[n % len(customers)])
             ws = await stack.enter_async_context(dial(svc, subprotocols=bearer(token)))
-            hello = await next_frame(ws)
-            assert hello["type"] == "hello", hello
-            await ws.send('{"type": "sync"}')
+            try:
+                hello = await next_frame(ws)
+                assert hello["type"] == "hello", hello
+                await ws.send('{"type": "sync"}')
+                assert (await next_frame(ws))["type"] == "snapshot"
+            except (ConnectionClosed, TimeoutError) as exc:
+                outcomes[f"not opened: {exc}"[:120]] += 1  # e.g. the per-owner limit is eaten
+                continue
             sockets.append(ws)
-        for ws in sockets:
-            assert (await next_frame(ws))["type"] == "snapshot"
 
         redis.stop()
         await asyncio.sleep(2.0)  # open sockets meet the outage (hub reconnecting, pings)
