@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
@@ -264,6 +265,17 @@ def test_cart_totals_need_every_line_priced_in_the_carts_currency() -> None:
     assert cart_totals([line("19.90", 2)], "EUR") == Totals("39.80", 2)
     assert cart_totals([line("1.10"), line(None)], "EUR") is None
     assert cart_totals([line("1.10"), line("2.00", 1, "USD")], "EUR") is None
+
+
+def test_lines_stored_before_pricing_decode_and_count_in_the_carts_currency() -> None:
+    old = (
+        b'{"id":"L1","sku":"TEE-1","qty":2,"attrs":{},"added_at":"t","updated_at":"t",'
+        b'"updated_by":{"role":"customer","id":"c"},"title":"Tee","unit_price":"9.90"}'
+    )
+    line = msgspec.json.decode(old, type=Line)
+    assert (line.currency, line.priced, line.priced_by, line.image) == (None, None, None, None)
+    assert cart_totals([line], "EUR") == Totals("19.80", 2)
+    assert b"priced" not in msgspec.json.encode(line)  # an old line is sent as it was stored
 
 
 # Cache and batches ------------------------------------------------------------------------
