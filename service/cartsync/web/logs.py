@@ -138,7 +138,8 @@ class RequestLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            # A websocket's frames go straight through: only an HTTP response gets the header.
+            await self.app(scope, receive, sending if kind == "http" else send)
         except Exception as exc:
             where = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path', '')}"
             log_unexpected(errors, f"unhandled error on {where}", exc)

@@ -107,6 +107,7 @@ class Session:
         "_queued_bytes",
         "_reading",
         "_resync",
+        "_sends",
         "_writer",
         "epoch",
         "grant",
@@ -156,6 +157,8 @@ class Session:
         self._ping_due = False
         self._next_ping = 0.0
         self._context = contextvars.copy_context()
+        self._sends = 0
+        """Sends under way; the first one's deadline is watched by the wheel."""
 
     async def run(self) -> None:
         """Serve the socket until it ends; raise the ``Close`` to send, if any."""
@@ -357,17 +360,28 @@ class Session:
     # Server to client ----------------------------------------------------------------------
 
     async def send(self, text: str) -> None:
-        """Send one frame, bounded in time: a peer that stopped reading ends the session.
+        """Send one frame. A send still pending after ``CARTSYNC_WS_SEND_TIMEOUT_SECONDS`` ends
+        the session (``overdue``): a peer that stopped reading holds nothing for longer.
 
         No lock: Hypercorn serialises writes per connection and wsproto builds each frame
         whole before the write, so frames from the reader and the writer never interleave.
         """
+        wheel = self.services.wheel
+        first = self._sends == 0
+        if first:
+            timeout = self.services.settings.ws_send_timeout_s
+            wheel.watch(self, asyncio.get_running_loop().time() + timeout)
+        self._sends += 1
         try:
-            async with asyncio.timeout(self.services.settings.ws_send_timeout_s):
-                await self.ws.send_text(text)
-        except TimeoutError as exc:
-            self.services.metrics.overflows.inc()
-            raise Close(TRY_AGAIN_LATER, _TOO_SLOW) from exc
+            await self.ws.send({"type": "websocket.send", "text": text})
+        finally:
+            self._sends -= 1
+            if self._sends == 0:
+                wheel.unwatch(self)
+
+    def overdue(self, now: float) -> None:
+        self.services.metrics.overflows.inc()
+        self.end(Close(TRY_AGAIN_LATER, _TOO_SLOW))
 
     async def _write(self) -> None:
         """Send what is due, in revision order, until nothing is left."""
@@ -381,7 +395,19 @@ class Session:
             elif self._queue:
                 event = self._queue.popleft()
                 self._queued_bytes -= len(event.raw)
-                await self._next(event)
+                position = self.position
+                if (
+                    position is not None
+                    and event.rev == position + 1
+                    and event.epoch == self.epoch
+                    and self.grant is None
+                ):
+                    # The common case, one await shallower than ``_next``: the next revision.
+                    self.position, self.position_at = event.rev, event.at
+                    await self.send(frame_of(event))
+                    self.services.metrics.events.inc()
+                else:
+                    await self._next(event)
             else:
                 self._queue = None  # an idle socket keeps no queue
                 return

@@ -22,6 +22,9 @@ class Timed(Protocol):
     def due(self, now: float) -> float | None:
         """Do what is due at ``now`` (loop time); the next deadline, or None to be dropped."""
 
+    def overdue(self, now: float) -> None:
+        """Something ``watch``ed did not finish by its deadline."""
+
 
 class Wheel:
     """Deadlines in loop time, kept to ``resolution_s``; ``due`` runs at most that late."""
@@ -30,6 +33,7 @@ class Wheel:
         self._resolution = resolution_s
         self._slots: dict[int, set[Timed]] = {}
         self._tick_of: dict[Timed, int] = {}
+        self._watched: dict[Timed, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -45,7 +49,16 @@ class Wheel:
         self._slots.setdefault(tick, set()).add(item)
         self._tick_of[item] = tick
 
+    def watch(self, item: Timed, deadline: float) -> None:
+        """Call ``item.overdue`` if ``unwatch`` has not come by ``deadline`` (a pending send:
+        two dict operations, where a timeout per send would cost a loop timer each)."""
+        self._watched[item] = deadline
+
+    def unwatch(self, item: Timed) -> None:
+        self._watched.pop(item, None)
+
     def forget(self, item: Timed) -> None:
+        self._watched.pop(item, None)
         tick = self._tick_of.pop(item, None)
         if tick is not None:
             slot = self._slots.get(tick)
@@ -83,6 +96,14 @@ class Wheel:
                         del self._tick_of[item]
                         self._run(item, now)
             done = max(done, current)
+            if self._watched:
+                late = [item for item, deadline in self._watched.items() if deadline <= now]
+                for item in late:
+                    del self._watched[item]
+                    try:
+                        item.overdue(now)
+                    except Exception:
+                        log.exception("a live socket's overdue handler failed")
 
     def _run(self, item: Timed, now: float) -> None:
         try:
