@@ -1,11 +1,12 @@
 """A Redis Cluster master that dies or hangs under write load, and the cluster's own failover.
 
-Three masters with a replica each on loopback, one cartsync process on them
-(``CARTSYNC_REDIS_CLUSTER=true``), customers spread over the three masters adding lines over
-REST, each add with its own Idempotency-Key and retried with it on 503 until acknowledged. A
-websocket device (the Python client's ``Subscription`` feeding a ``CartMirror``) follows every
-customer of the master that fails; a copy of each, frozen at the fault, resumes afterwards
-with ``since``/``epoch``/``at`` like an app reopened. Part-way, that master (the service's seed
+Three masters with a replica each on loopback, two cartsync processes on them
+(``CARTSYNC_REDIS_CLUSTER=true``): customers spread over the three masters add lines through
+the first over REST, each add with its own Idempotency-Key and retried with it on 503 until
+acknowledged; the second only serves sockets. Every customer of the master that fails has a
+websocket device (the Python client's ``Subscription`` feeding a ``CartMirror``) on each
+instance; a copy of the first, frozen at the fault, resumes afterwards on the second with
+``since``/``epoch``/``at`` like an app reopened. Part-way, that master (the service's seed
 node) fails, and its replica is promoted by the cluster itself. Three faults:
 
 - ``kill``: SIGKILL, the replica in sync;
@@ -49,6 +50,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from cartsync.storage.keys import OwnerKeys
 from tests.conftest import Tokens
@@ -165,9 +167,24 @@ class Device:
         """A device that stops here (its app closed) and resumes later from what it kept."""
         return Device(self.customer, copy.deepcopy(self.mirror), set(self.seen), epoch=self.epoch)
 
-    async def resume(self, service: ServiceProcess, token: str, cart: Cart) -> None:
-        """Reconnect with ``since``, ``epoch`` and ``at`` as docs/protocol.md says, and apply
-        what comes until the mirror equals ``cart`` (bounded)."""
+    async def resume(self, service: ServiceProcess, token: str, cart: Cart, end: float) -> None:
+        """Reconnect as an app does, retrying a refused socket (1013: try again later) until
+        ``end`` (monotonic), and apply what comes until the mirror equals ``cart``."""
+        failure = "resume: no attempt"
+        for _ in range(100):
+            try:
+                async with asyncio.timeout(max(end - time.monotonic(), 0.1)):
+                    await self._resume_once(service, token, cart)
+                return
+            except (ConnectionClosed, TimeoutError) as exc:
+                failure = f"resume: {exc!r}"
+            if time.monotonic() > end:
+                break
+            await asyncio.sleep(0.5)
+        self.errors.append(failure)
+
+    async def _resume_once(self, service: ServiceProcess, token: str, cart: Cart) -> None:
+        """``sync`` with ``since``, ``epoch`` and ``at`` as docs/protocol.md says."""
         sync: dict[str, Any] = {"type": "sync", "since": self.mirror.rev}
         if self.epoch is not None:
             sync["epoch"] = self.epoch
@@ -194,22 +211,24 @@ class Device:
 @contextlib.contextmanager
 def cluster_service(
     tmp_path: Path, *, stall: bool, node_timeout_ms: int
-) -> Iterator[tuple[RedisCluster3, ServiceProcess]]:
+) -> Iterator[tuple[RedisCluster3, ServiceProcess, ServiceProcess]]:
+    """The cluster, the instance that takes the writes, and a second one that only serves
+    sockets (its hub must find the new master without a write to refresh its slot map)."""
     cluster = RedisCluster3(
         tmp_path / "cluster", replicas=1, node_timeout_ms=node_timeout_ms, links=stall
     )
-    with cluster:
-        env = service_env(
-            cluster.seed_url,
-            tmp_path / "service",
-            CARTSYNC_REDIS_CLUSTER="true",
-            CARTSYNC_REDIS_TIMEOUT_SECONDS=str(REDIS_TIMEOUT_S),
-        )
-        proc = ServiceProcess(env).start()
-        try:
-            yield cluster, proc
-        finally:
-            proc.stop()
+    with cluster, contextlib.ExitStack() as stack:
+        procs = []
+        for name in ("service", "reader"):
+            env = service_env(
+                cluster.seed_url,
+                tmp_path / name,
+                CARTSYNC_REDIS_CLUSTER="true",
+                CARTSYNC_REDIS_TIMEOUT_SECONDS=str(REDIS_TIMEOUT_S),
+            )
+            procs.append(ServiceProcess(env).start())
+            stack.callback(procs[-1].stop)
+        yield cluster, procs[0], procs[1]
 
 
 def customers_by_master(cluster: RedisCluster3) -> dict[int, list[str]]:
@@ -290,6 +309,7 @@ async def test_a_cluster_master_failover_under_write_load(
     with cluster_service(tmp_path, stall=stall, node_timeout_ms=node_timeout_ms) as (
         cluster,
         service,
+        reader,
     ):
         spread = customers_by_master(cluster)
         # The master of the seed node the service started from: the hardest one to lose.
@@ -301,18 +321,20 @@ async def test_a_cluster_master_failover_under_write_load(
             c: [Add(c, f"{c[-4:]}-{n}", 1 + n % 3) for n in range(ADDS_PER_CUSTOMER)]
             for c in customers
         }
-        devices = {c: Device(c) for c in affected}
+        # Per customer of the failed master: a device on each instance, by "<customer>@<where>".
+        instances = {"writer": service, "reader": reader}
+        devices = {f"{c}@{where}": Device(c) for c in affected for where in instances}
         offline: dict[str, Device] = {}
-        """Each live device as it stood at the kill, resumed once everything is over."""
-        subs = [
-            Subscription(
-                service.url,
-                tokens.token("customer", c),
+        """Each writer-side device as it stood at the fault, resumed on the reader at the end."""
+        subs = {
+            label: Subscription(
+                instances[label.partition("@")[2]].url,
+                tokens.token("customer", d.customer),
                 backoff=Backoff(base=0.05, cap=0.5),
-                device_id=f"phone-{c}",
+                device_id=f"phone-{label}",
             )
-            for c in affected
-        ]
+            for label, d in devices.items()
+        }
 
         async def customer_load(customer: str) -> None:
             headers = tokens.headers("customer", customer)
@@ -339,7 +361,7 @@ async def test_a_cluster_master_failover_under_write_load(
             timeline["fault_sent"] = time.monotonic()
             await asyncio.to_thread(cluster.pause if fault == "hang" else cluster.kill, victim)
             timeline["fault"] = time.monotonic()
-            offline.update({c: d.offline_copy() for c, d in devices.items()})
+            offline.update({c: devices[f"{c}@writer"].offline_copy() for c in affected})
             deadline[0] = timeline["fault"] + RECOVERY_S
             promoted = await asyncio.to_thread(
                 cluster.wait_for_failover, victim, victim_slot, RECOVERY_S
@@ -348,12 +370,9 @@ async def test_a_cluster_master_failover_under_write_load(
             timeline["new_master"] = promoted
 
         async with contextlib.AsyncExitStack() as stack:
-            for sub in subs:
+            for sub in subs.values():
                 await stack.enter_async_context(sub)
-            following = [
-                asyncio.create_task(devices[c].follow(sub))
-                for c, sub in zip(affected, subs, strict=True)
-            ]
+            following = [asyncio.create_task(d.follow(subs[label])) for label, d in devices.items()]
             try:
                 loads = [asyncio.create_task(customer_load(c)) for c in customers]
                 try:
@@ -370,10 +389,10 @@ async def test_a_cluster_master_failover_under_write_load(
                         histories[c] = await get_until_ok(http, "/v1/cart/history?since=0")
                 # Each device must reach the server's cart by itself (bounded).
                 end = time.monotonic() + SETTLE_S
-                for c in affected:
-                    cart = msgspec.convert(finals[c], Cart)
+                for d in devices.values():
+                    cart = msgspec.convert(finals[d.customer], Cart)
                     for _ in range(int(SETTLE_S / 0.05)):
-                        if devices[c].mirror.agrees_with(cart) or time.monotonic() > end:
+                        if d.mirror.agrees_with(cart) or time.monotonic() > end:
                             break
                         await asyncio.sleep(0.05)
             finally:
@@ -382,12 +401,11 @@ async def test_a_cluster_master_failover_under_write_load(
                 for task in following:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await asyncio.wait_for(task, 5)
+        end = time.monotonic() + SETTLE_S
         for c, device in offline.items():
-            with contextlib.suppress(TimeoutError):
-                await device.resume(
-                    service, tokens.token("customer", c), msgspec.convert(finals[c], Cart)
-                )
-        service_log = service.log_path.read_text(errors="replace")
+            token = tokens.token("customer", c)
+            await device.resume(reader, token, msgspec.convert(finals[c], Cart), end)
+        service_log = "\n".join(s.log_path.read_text(errors="replace") for s in instances.values())
 
     adds = [a for c in customers for a in plan[c]]
     report = measure(adds, affected, finals, histories, devices, offline, timeline)
@@ -414,7 +432,7 @@ async def test_a_cluster_master_failover_under_write_load(
         f"writes again after {report['s_kill_to_writes_again']} s, 503s retried "
         f"{report['retries_503_affected']} (killed master's customers) / "
         f"{report['retries_503_others']} (others), slowest answer after the fault "
-        f"{report['slowest_answer_after_fault_s']} s, devices "
+        f"{report['slowest_answer_after_fault_s']} s, {len(devices)} devices "
         f"{'equal' if report['devices_equal'] else 'DIFFERENT'} "
         f"({report['devices_that_saw_lost_changes']} saw lost changes, "
         f"{report['devices_resnapshotted']} got a fresh snapshot; resumed after being offline: "
@@ -443,10 +461,10 @@ async def test_a_cluster_master_failover_under_write_load(
     window = LOSS_WINDOW_S + (STALL_S if stall else 0.0)
     assert report["lost_acked_max_s_before_kill"] < window, report["lost_skus"]
     assert all(report["writes_again_per_customer"].values()), report["writes_again_per_customer"]
-    for c, device in devices.items():
-        detail = report["devices"][c]
+    for label, device in devices.items():
+        detail = report["devices"][label]
         assert device.errors == [], detail
-        assert device.mirror.agrees_with(msgspec.convert(finals[c], Cart)), detail
+        assert device.mirror.agrees_with(msgspec.convert(finals[device.customer], Cart)), detail
         if detail["saw_lost_changes"]:
             assert detail["snapshots_after_kill"] >= 1, detail
     for c, device in offline.items():
@@ -502,9 +520,10 @@ def measure(
         writes_again[c] = round(min(after), 2) if after else None
     again = [s for s in writes_again.values() if s is not None]
     device_report = {}
-    for c, d in devices.items():
+    for label, d in devices.items():
+        c = d.customer
         saw_lost = sorted(rev for rev, at in d.seen if (rev, at) not in kept[c])
-        device_report[c] = {
+        device_report[label] = {
             "rev": d.mirror.rev,
             "server_rev": finals[c]["rev"],
             "connections": d.connections,

@@ -252,6 +252,10 @@ class Hub:
                 _Silent,
             ) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
+                # On a Cluster the node may be gone for good (a failover), and reconnecting by
+                # the same slot map would find it again: nothing else refreshes the map in a
+                # process that only serves sockets.
+                await self._kind.find_home(self._redis, None)
             except rexc.ResponseError as exc:
                 # E.g. MOVED for a subscription sent on a stale slot map: start over from a
                 # fresh map rather than let the reader die and every socket go quiet.
@@ -330,6 +334,11 @@ class Hub:
             await asyncio.sleep(self._heartbeat_s)
             with contextlib.suppress(rexc.ConnectionError, rexc.TimeoutError, OSError):
                 await getattr(self._redis, self._kind.publish)(self._heartbeat_channel, b"")
+            # On a Cluster the heartbeat crosses one shard only: a master that hangs (its
+            # connections open, silent) and is replaced by its replica goes unnoticed by a
+            # process that only reads. A fresh slot map makes redis-py move the subscriptions
+            # to the new master; the confirmations make the consumers catch up.
+            await self._kind.find_home(self._redis, None)
 
 
 class _Silent(Exception):
