@@ -282,7 +282,17 @@ class PongFrame(Frame, tag="pong"):
     pass
 
 
-ClientFrame = AuthFrame | SyncFrame | OpFrame | PingFrame | PongFrame
+DeviceKind = Literal["phone", "tablet", "desktop", "other"]
+
+
+class DeviceFrame(Frame, tag="device"):
+    """Names this socket's device for the owner's other devices (presence)."""
+
+    label: Annotated[str, Meta(min_length=1, max_length=64)]
+    kind: DeviceKind = "other"
+
+
+ClientFrame = AuthFrame | SyncFrame | OpFrame | PingFrame | PongFrame | DeviceFrame
 
 
 class Hello(Struct, tag_field="type", tag="hello"):
@@ -327,6 +337,21 @@ class ErrorFrame(Struct, tag_field="type", tag="error"):
 
 class ServerPing(Struct, tag_field="type", tag="ping"):
     pass
+
+
+class PresentDevice(Struct):
+    id: str
+    label: str | None
+    kind: str
+    role: str
+    store: str | None
+    you: bool
+
+
+class PresenceFrame(Struct, tag_field="type", tag="presence"):
+    """The owner's live devices (every socket of the owner, a consented tablet included)."""
+
+    devices: list[PresentDevice]
 
 
 # Back-office events (docs/events.md) -------------------------------------------------------

@@ -34,6 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from cartsync.storage.keys import OwnerKeys
+from cartsync.storage.presence import NOTICE
 
 log = logging.getLogger("cartsync.hub")
 
@@ -73,6 +74,9 @@ class Consumer(Protocol):
 
     def resync(self) -> None:
         """Messages may have been missed: read the log from the last revision delivered."""
+
+    def presence_changed(self) -> None:
+        """One of the owner's devices joined, left or renamed itself (``presence.NOTICE``)."""
 
 
 class _Plain:
@@ -304,6 +308,10 @@ class Hub:
     def _fan_out(self, channel: str, raw: bytes) -> None:
         consumers = self._consumers.get(channel)
         if not consumers:
+            return
+        if raw == NOTICE:
+            for consumer in tuple(consumers):
+                consumer.presence_changed()
             return
         try:
             event = Published(raw)

@@ -82,6 +82,11 @@ class OwnerKeys:
         """Hash: grant id -> grant JSON (staff access the owner consented to)."""
         return self._k("grants")
 
+    @property
+    def presence(self) -> str:
+        """Hash: device id -> the live socket's device JSON (label, kind, role, instance)."""
+        return self._k("presence")
+
     def data_keys(self) -> list[str]:
         """The keys a mutation script receives, in the order the scripts expect."""
         return [
@@ -98,6 +103,11 @@ class OwnerKeys:
             self.merge_claim,
             self.grants,
         ]
+
+
+def instance_key(instance: str) -> str:
+    """String with a TTL: this service instance is alive (its presence entries are current)."""
+    return f"{PREFIX}:inst:{instance}"
 
 
 def handoff_key(code: str) -> str:

@@ -19,6 +19,7 @@ from cartsync.domain.principal import Principal, Role
 from cartsync.errors import RateLimited
 from cartsync.settings import Settings
 from cartsync.storage.hub import Hub
+from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.store import CartStore
 from cartsync.web.inputs import bearer_token
 from cartsync.web.metrics import Metrics
@@ -80,6 +81,7 @@ class Services:
     pricing: Pricing
     """Names and prices lines: from the shop's catalogue when one is configured."""
     wheel: Wheel
+    presence: PresenceBoard
     """Deadlines of the live sockets (pings, silence, token and grant ends)."""
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on SIGTERM: live sockets close with 1001 so clients reconnect elsewhere."""

@@ -16,19 +16,22 @@ interrupts the reading loop, so nothing waits behind a send to a peer that stopp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import secrets
 import time
 from collections import deque
 from typing import Final
 
 import msgspec
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cartsync import wire
 from cartsync.domain.consent import Grant, utc_now
 from cartsync.domain.model import Actor
-from cartsync.domain.principal import Owner, Principal
+from cartsync.domain.principal import Owner, Principal, Role
 from cartsync.errors import (
     CartsyncError,
     Forbidden,
@@ -37,6 +40,7 @@ from cartsync.errors import (
     StoreUnavailable,
 )
 from cartsync.storage.hub import Published
+from cartsync.storage.presence import Device
 from cartsync.storage.store import WriteContext
 from cartsync.web.commands import BY_NAME, Pricer, fingerprint
 from cartsync.web.errors import status_of
@@ -100,15 +104,19 @@ class Session:
 
     __slots__ = (
         "_context",
+        "_device",
         "_ended",
         "_next_ping",
         "_ping_due",
+        "_presence_due",
+        "_presence_seen",
         "_queue",
         "_queued_bytes",
         "_reading",
         "_resync",
         "_sends",
         "_writer",
+        "device_id",
         "epoch",
         "grant",
         "last_heard",
@@ -158,6 +166,16 @@ class Session:
         self._next_ping = 0.0
         self._context = contextvars.copy_context()
         self._sends = 0
+        self.device_id = "d_" + secrets.token_hex(8)
+        self._device = Device(
+            label=None,
+            kind="tablet" if principal.role is Role.STAFF else "other",
+            role=principal.role.value,
+            store=principal.store,
+        )
+        self._presence_due = False
+        self._presence_seen: tuple[wire.PresentDevice, ...] | None = None
+        """The last presence list sent; None until the client's first sync is answered."""
         """Sends under way; the first one's deadline is watched by the wheel."""
 
     async def run(self) -> None:
@@ -178,6 +196,7 @@ class Session:
                 rev=head.rev, owner=self.owner.id, epoch=head.epoch, expires_at=expires_at
             )
             await self.send(_encoder.encode(hello).decode())
+            await services.presence.put(self.owner.id, self.device_id, self._device)
             services.wheel.schedule(self, self._next_deadline(loop.time()))
             if services.draining.is_set():
                 self.drain()  # draining began while this socket was opening
@@ -197,6 +216,8 @@ class Session:
                     await _finish([self._writer])
         finally:
             await services.hub.remove(self.owner.id, self)
+            with contextlib.suppress(CartsyncError, RedisError, OSError):
+                await services.presence.remove(self.owner.id, self.device_id)
         raise self._ended or Close(INTERNAL_ERROR, "internal error; reconnect with since")
 
     def end(self, why: Close | WebSocketDisconnect) -> None:
@@ -228,6 +249,9 @@ class Session:
         if now >= self._next_ping:
             self._next_ping = now + interval
             self._ping_due = True
+            if self._presence_seen and any(not d.you for d in self._presence_seen):
+                # Another device may have vanished with a crashed instance: look again.
+                self._presence_due = True
             self._kick()
         return self._next_deadline(now)
 
@@ -263,6 +287,11 @@ class Session:
         self._resync = True
         self._kick()
 
+    def presence_changed(self) -> None:
+        if self._presence_seen is not None:
+            self._presence_due = True
+            self._kick()
+
     def _kick(self) -> None:
         """Start the writer if it is not running; it stops again when nothing is left."""
         if self._ended is None and (self._writer is None or self._writer.done()):
@@ -296,6 +325,11 @@ class Session:
                 await self.send(_PONG)
             elif isinstance(frame, wire.AuthFrame):
                 await self._reauthenticate(frame.token)
+            elif isinstance(frame, wire.DeviceFrame):
+                self._device = msgspec.structs.replace(
+                    self._device, label=frame.label, kind=frame.kind
+                )
+                await self.services.presence.put(self.owner.id, self.device_id, self._device)
 
     async def _reauthenticate(self, token: str) -> None:
         """A fresh token for the same caller extends the socket; anything else ends it."""
@@ -391,7 +425,13 @@ class Session:
                 await self.send(_PING)
             elif self.wanted is not None or self._resync:
                 self._resync = False
+                first_sync = self.position is None and self.wanted is not None
                 await self._catch_up()
+                if first_sync:
+                    self._presence_due = True  # the client now has state: show who is here
+            elif self._presence_due:
+                self._presence_due = False
+                await self._send_presence()
             elif self._queue:
                 event = self._queue.popleft()
                 self._queued_bytes -= len(event.raw)
@@ -478,6 +518,24 @@ class Session:
         if since == history.rev:
             at = history.cart.updated_at
         self.position, self.epoch, self.position_at = since, history.epoch, at
+
+    async def _send_presence(self) -> None:
+        """The owner's live devices, when they differ from what this socket last got."""
+        found = await self.services.presence.devices(self.owner.id)
+        devices = tuple(
+            wire.PresentDevice(
+                id=device_id,
+                label=d.label,
+                kind=d.kind,
+                role=d.role,
+                store=d.store,
+                you=device_id == self.device_id,
+            )
+            for device_id, d in sorted(found.items())
+        )
+        if devices != self._presence_seen:
+            self._presence_seen = devices
+            await self.send(_encoder.encode(wire.PresenceFrame(devices=list(devices))).decode())
 
     async def _snapshot(self) -> None:
         snap = await self.services.store.snapshot(self.owner, "state")
