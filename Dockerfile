@@ -21,7 +21,7 @@ RUN python -m venv /opt/cartsync \
  && /opt/cartsync/bin/pip install --require-hashes --only-binary :all: -r requirements.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
-# service/cartsync/web/static/cartsync.js links to the JS client's source; the wheel takes its content.
+# service/cartsync/pages/static/cartsync.js links to the JS client's source; the wheel takes its content.
 COPY clients/js/src/cartsync.js ./clients/js/src/cartsync.js
 # cartsync itself on top, resolving nothing: the lock already holds all it needs.
 RUN pip wheel --no-deps --wheel-dir /wheels . \

@@ -24,7 +24,7 @@ from tests.conftest import Tokens
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
 
 JS_DIR = ROOT / "clients" / "js"
-STATIC_DIR = ROOT / "service" / "cartsync" / "web" / "static"
+STATIC_DIR = ROOT / "service" / "cartsync" / "pages" / "static"
 NODE_SUITE_TIMEOUT_S = 300
 SHORT_TOKEN_TTL_S = 4
 

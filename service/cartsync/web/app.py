@@ -15,9 +15,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cartsync import pages
 from cartsync.auth.providers import providers
 from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier
 from cartsync.catalog import Breaker, HttpCatalog
@@ -27,7 +28,6 @@ from cartsync.events.runner import build_worker, embedded_worker, outbox_config
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
-from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.outbox import OutboxHints
 from cartsync.storage.store import CartStore
 from cartsync.web import (
@@ -36,7 +36,6 @@ from cartsync.web import (
     live,
     logs,
     openapi,
-    pages,
     routes_account,
     routes_cart,
     routes_consent,
@@ -140,11 +139,6 @@ def create_app(settings: Settings) -> Starlette:
         hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s)
         # Deadlines checked to a quarter of a ping interval (at most a second late).
         wheel = Wheel(min(1.0, settings.ws_ping_interval_s / 4))
-        presence = PresenceBoard(
-            redis,
-            heartbeat_s=settings.ws_ping_interval_s,
-            publish_command="SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH",
-        )
         app.state.services = Services(
             settings=settings,
             store=store,
@@ -154,7 +148,6 @@ def create_app(settings: Settings) -> Starlette:
             hub=hub,
             metrics=metrics,
             wheel=wheel,
-            presence=presence,
             pricing=Pricing(
                 catalog(settings, http), settings.catalog_failure, settings.default_currency
             ),
@@ -162,7 +155,6 @@ def create_app(settings: Settings) -> Starlette:
         metrics.watch_hub(hub)
         await hub.start()
         await wheel.start()
-        await presence.start()
         for remote in verifier.remote:
             await remote.start()  # in the background: a provider that is down only delays ready
         try:
@@ -177,7 +169,6 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for remote in verifier.remote:
                 await remote.stop()
-            await presence.stop()
             await wheel.stop()
             await hub.stop()
             await redis.aclose()
@@ -187,9 +178,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *(Route(r.path, r.view, methods=[r.method]) for r in PUBLIC),
         live_route,
-        Route("/staff", pages.page("staff.html"), methods=["GET"]),
-        Route("/demo", pages.page("demo.html"), methods=["GET"]),
-        Mount("/static", app=pages.static_files(), name="static"),
+        *pages.routes(),
     ]
     modes: tuple[tuple[str, Mode], ...] = (
         ("/v1", "self"),

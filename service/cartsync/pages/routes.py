@@ -1,4 +1,8 @@
-"""The pages the service serves itself: the staff tablet and the customer demo."""
+"""The pages' routes: two HTML documents and the folder of their files, with a strict CSP.
+
+The pages talk to the service only through its public HTTP and websocket API (the JS client),
+so nothing here imports the API adapter in ``cartsync.web``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -35,3 +40,12 @@ def static_files() -> StaticFiles:
     # refuses files whose real path leaves the folder unless told to follow links. A request
     # path still cannot climb out: "..", once resolved, must stay under the folder.
     return StaticFiles(directory=STATIC, check_dir=False, follow_symlink=True)
+
+
+def routes() -> list[BaseRoute]:
+    """``/staff`` (the store tablet), ``/demo`` (the shopper's phone) and ``/static``."""
+    return [
+        Route("/staff", page("staff.html"), methods=["GET"]),
+        Route("/demo", page("demo.html"), methods=["GET"]),
+        Mount("/static", app=static_files(), name="static"),
+    ]

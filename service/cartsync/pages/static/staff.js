@@ -1,7 +1,13 @@
 // The store tablet: a staff member signs in, types the customer's code, and works on that
 // customer's cart and wishlists live until the customer ends the access.
 import { CartsyncClient } from "/static/cartsync.js";
-import { $, attrsText, cartLineRow, cartTotals, claimsOf, describeError, el, flash, formatMoney, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
+import { $, el, flash, say } from "/static/dom.js";
+import { touchedIds } from "/static/events.js";
+import { attrsText, formatMoney, formatTime } from "/static/format.js";
+import { cartLineRow } from "/static/lines.js";
+import { describeError, runChange, showConnection } from "/static/status.js";
+import { claimsOf } from "/static/tokens.js";
+import { cartTotals } from "/static/totals.js";
 
 const TOKEN_KEY = "cartsync.staff.token";
 const DEVICE_ID = "staff-tablet";

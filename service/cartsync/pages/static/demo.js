@@ -1,7 +1,12 @@
 // "The phone": a customer (or a guest) fills a cart, shows a hand-off code to store staff, sees
 // who has access, and revokes it.
 import { CartsyncClient } from "/static/cartsync.js";
-import { $, cartLineRow, claimsOf, describeError, describeLine, el, flash, formatTime, runChange, say, showConnection, touchedIds } from "/static/ui.js";
+import { $, el, flash, say } from "/static/dom.js";
+import { touchedIds } from "/static/events.js";
+import { formatTime } from "/static/format.js";
+import { cartLineRow, describeLine } from "/static/lines.js";
+import { describeError, runChange, showConnection } from "/static/status.js";
+import { claimsOf } from "/static/tokens.js";
 
 const TOKEN_KEY = "cartsync.demo.token";
 const DEVICE_ID = "phone";

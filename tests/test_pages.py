@@ -1,0 +1,62 @@
+"""The pages' room: routes and files apart from the API adapter, JS modules that fit together."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from tests.support.processes import ROOT
+
+PACKAGE = ROOT / "service" / "cartsync"
+PAGES = PACKAGE / "pages"
+STATIC = PAGES / "static"
+IMPORT = re.compile(r'^import \{([^}]*)\} from "/static/([\w.-]+)";$', re.MULTILINE)
+EXPORT = re.compile(r"^export (?:async )?(?:function|const|class) ([\w$]+)", re.MULTILINE)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_pages_use_the_api_only_over_http() -> None:
+    """Page code can be read without the API's: it imports nothing of cartsync but itself."""
+    for module in PAGES.glob("*.py"):
+        ours = {n for n in _imports(module) if n.startswith("cartsync")}
+        foreign = {n for n in ours if not n.startswith("cartsync.pages")}
+        assert not foreign, f"{module.name} imports {sorted(foreign)}"
+
+
+def test_only_the_app_wires_the_pages_in() -> None:
+    for module in (PACKAGE / "web").glob("*.py"):
+        if module.name == "app.py":
+            continue
+        assert not any(n.startswith("cartsync.pages") for n in _imports(module)), module.name
+
+
+def test_no_page_files_left_in_the_api_adapter() -> None:
+    assert not (PACKAGE / "web" / "static").exists()
+    assert not (PACKAGE / "web" / "pages.py").exists()
+
+
+def test_every_imported_name_is_exported_by_its_module() -> None:
+    """The browser would refuse the whole page for one missing export; say which, here."""
+    exports = {p.name: set(EXPORT.findall(p.read_text())) for p in STATIC.glob("*.js")}
+    for module in STATIC.glob("*.js"):
+        for names, source in IMPORT.findall(module.read_text()):
+            assert source in exports, f"{module.name} imports the missing /static/{source}"
+            wanted = {n.strip().split(" as ")[0] for n in names.split(",") if n.strip()}
+            missing = wanted - exports[source]
+            assert not missing, f"{module.name} imports {sorted(missing)} that {source} lacks"
+
+
+def test_the_page_modules_are_named_for_what_they_hold() -> None:
+    """No grab-bag module (the old ui.js held DOM, money, tokens and errors at once)."""
+    names = {p.stem for p in STATIC.glob("*.js")}
+    assert not names & {"ui", "utils", "helpers", "common", "misc"}, names
