@@ -28,6 +28,7 @@ from cartsync.events.runner import build_worker, embedded_worker, outbox_config
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
+from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.outbox import OutboxHints
 from cartsync.storage.store import CartStore
 from cartsync.web import (
@@ -139,6 +140,11 @@ def create_app(settings: Settings) -> Starlette:
         hub = Hub(redis, heartbeat_s=settings.hub_heartbeat_s)
         # Deadlines checked to a quarter of a ping interval (at most a second late).
         wheel = Wheel(min(1.0, settings.ws_ping_interval_s / 4))
+        presence = PresenceBoard(
+            redis,
+            heartbeat_s=settings.ws_ping_interval_s,
+            publish_command="SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH",
+        )
         app.state.services = Services(
             settings=settings,
             store=store,
@@ -148,6 +154,7 @@ def create_app(settings: Settings) -> Starlette:
             hub=hub,
             metrics=metrics,
             wheel=wheel,
+            presence=presence,
             pricing=Pricing(
                 catalog(settings, http), settings.catalog_failure, settings.default_currency
             ),
@@ -155,6 +162,7 @@ def create_app(settings: Settings) -> Starlette:
         metrics.watch_hub(hub)
         await hub.start()
         await wheel.start()
+        await presence.start()
         for remote in verifier.remote:
             await remote.start()  # in the background: a provider that is down only delays ready
         try:
@@ -169,6 +177,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for remote in verifier.remote:
                 await remote.stop()
+            await presence.stop()
             await wheel.stop()
             await hub.stop()
             await redis.aclose()
