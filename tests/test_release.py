@@ -199,28 +199,60 @@ def test_lock_pins_every_runtime_dependency_within_its_declared_range() -> None:
         )
 
 
-def third_party_imports() -> set[str]:
-    """Top-level names of every module the service imports that is neither its own nor stdlib."""
-    names: set[str] = set()
+def third_party_imports() -> dict[str, bool]:
+    """Each third-party package the service imports, and whether an import of it runs when its
+    module loads (rather than only inside a function)."""
+    found: dict[str, bool] = {}
     for path in (ROOT / "service/cartsync").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        in_functions = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
+                names = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"cartsync", "__future__"}
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            for name in names:
+                found[name] = found.get(name, False) or id(node) not in in_functions
+    for own in {*sys.stdlib_module_names, "cartsync", "__future__"}:
+        found.pop(own, None)
+    return found
+
+
+def optional_requirements() -> set[str]:
+    """Packages of the service's optional extras (not the test tools)."""
+    extras = pyproject("cartsync")["project"].get("optional-dependencies", {})
+    return {
+        canonicalize_name(Requirement(raw).name)
+        for extra, requirements in extras.items()
+        if extra != "test"
+        for raw in requirements
+    }
 
 
 def test_everything_the_service_imports_is_a_locked_runtime_dependency() -> None:
-    """An import of a package that is only another one's dependency breaks when that one moves."""
+    """An import of a package that is only another one's dependency breaks when that one moves;
+    one from an optional extra breaks the image unless it waits until the feature is used."""
     distributions = importlib.metadata.packages_distributions()
     pins = locked()
     declared = {canonicalize_name(r.name) for r in runtime_requirements()}
-    for module in sorted(third_party_imports()):
-        assert module in distributions, f"the service imports {module}, which is not installed"
-        names = {canonicalize_name(d) for d in distributions[module]}
-        assert names & declared, f"the service imports {module} ({names}): declare it in pyproject"
-        assert names & pins.keys(), f"the service imports {module} ({names}): run make lock"
+    optional = optional_requirements()
+    for module, at_load in sorted(third_party_imports().items()):
+        names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+        if names & declared:
+            assert names & pins.keys(), f"the service imports {module} ({names}): run make lock"
+            continue
+        assert names & optional, f"the service imports {module} ({names}): declare it in pyproject"
+        assert not at_load, (
+            f"{module} comes from an optional extra, so the image may lack it: import it only "
+            "inside the functions of the feature that needs it"
+        )
 
 
 # --- changelog -----------------------------------------------------------------------------------
