@@ -303,8 +303,6 @@ async def test_every_way_a_socket_ends_releases_its_session(
             after_pool = fds_to_port(svc, own_redis.port)
             limits = {c: await full_house(svc, tokens.token("customer", c)) for c in customers}
 
-    drain, exit_code = await drained(own_redis, tmp_path / "drain", tokens)
-
     bad_outage = {k: v for k, v in outage_outcomes.items() if not _clean_outage_end(k)}
     print(
         f"\nsession release: {sum(churn.done.values()) + OUTAGE_SOCKETS} sockets in "
@@ -312,8 +310,10 @@ async def test_every_way_a_socket_ends_releases_its_session(
         f"{OUTAGE_SOCKETS}: {dict(outage_outcomes)}); {sum(churn.problems.values())} ended "
         f"wrongly; baseline {before.line()} (to redis {before_pool}) redis_clients="
         f"{redis_before}; after {after.line()} (to redis {after_pool}) redis_clients="
-        f"{redis_after}; SIGTERM: {drain}, exit {exit_code}"
+        f"{redis_after}"
     )
+    drain, exit_code = await drained(own_redis, tmp_path / "drain", tokens)
+    print(f"session release, SIGTERM with {DRAIN_SOCKETS} sockets open: {drain}, exit {exit_code}")
     for line, count in churn.problems.most_common(15):
         print(f"  {count:4d} x {line}")
 
