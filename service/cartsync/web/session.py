@@ -42,6 +42,7 @@ from cartsync.errors import (
 from cartsync.storage.hub import Published
 from cartsync.storage.presence import Device
 from cartsync.storage.store import WriteContext
+from cartsync.web import tracing
 from cartsync.web.commands import BY_NAME, Pricer, fingerprint
 from cartsync.web.errors import status_of
 from cartsync.web.inputs import decode_body
@@ -175,7 +176,8 @@ class Session:
         )
         self._presence_due = False
         self._presence_seen: tuple[wire.PresentDevice, ...] | None = None
-        """The last presence list sent; None until the client's first sync is answered."""
+        """The last presence list sent; None until the client named its device (presence is
+        opt-in, so a client that knows nothing of it never gets a frame it cannot read)."""
         """Sends under way; the first one's deadline is watched by the wheel."""
 
     async def run(self) -> None:
@@ -320,7 +322,8 @@ class Session:
                 self.wanted = frame
                 self._kick()
             elif isinstance(frame, wire.OpFrame):
-                await self._op(frame)
+                with tracing.op_span(frame.name):
+                    await self._op(frame)
             elif isinstance(frame, wire.PingFrame):
                 await self.send(_PONG)
             elif isinstance(frame, wire.AuthFrame):
@@ -330,6 +333,10 @@ class Session:
                     self._device, label=frame.label, kind=frame.kind
                 )
                 await self.services.presence.put(self.owner.id, self.device_id, self._device)
+                if self._presence_seen is None:
+                    self._presence_seen = ()  # from now on this socket follows presence
+                    self._presence_due = True
+                    self._kick()
 
     async def _reauthenticate(self, token: str) -> None:
         """A fresh token for the same caller extends the socket; anything else ends it."""
@@ -425,10 +432,7 @@ class Session:
                 await self.send(_PING)
             elif self.wanted is not None or self._resync:
                 self._resync = False
-                first_sync = self.position is None and self.wanted is not None
                 await self._catch_up()
-                if first_sync:
-                    self._presence_due = True  # the client now has state: show who is here
             elif self._presence_due:
                 self._presence_due = False
                 await self._send_presence()
