@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import Tokens
-from tests.support.events import SECRET, Receiver, events_env, eventually, receiving
+from tests.support.events import SECRET, Receiver, events_env, eventually, receiving, start_service
 from tests.support.processes import RedisProcess, ServiceProcess, free_port, service_env
 from tests.test_round_trips import _commands_during
 
@@ -112,12 +112,7 @@ def evented(private_redis: RedisProcess, tmp_path: Path) -> Any:
     receiver = Receiver(free_port())
     path = tmp_path / "webhooks.json"
     path.write_text(json.dumps({"endpoints": [{**GOOD, "url": receiver.url}]}))
-    env = service_env(
-        private_redis.url,
-        tmp_path / "service",
-        **events_env(path, CARTSYNC_WORKER="embedded"),
-    )
-    service = ServiceProcess(env).start()
+    service = start_service(private_redis, tmp_path, events_env(path, CARTSYNC_WORKER="embedded"))
     try:
         yield service, receiver
     finally:
@@ -181,7 +176,7 @@ async def test_the_embedded_worker_reports_metrics(
         await http.post("/v1/cart/lines", headers=h, json={"sku": "A"})
         await http.post("/v1/cart/checkout", headers=h)
         await eventually(lambda: len(receiver.ids()) == 1, "the checkout delivered", 20)
-        text = (await http.get("/metrics")).text
+        text = (await http.get(service.metrics_url)).text
     assert 'cartsync_webhook_attempts_total{endpoint="crm"} 1.0' in text
     assert 'cartsync_event_delivery_lag_seconds_count{endpoint="crm"} 1.0' in text
     assert "cartsync_outbox_length" in text

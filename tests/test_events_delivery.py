@@ -25,9 +25,11 @@ from tests.support.events import (
     events_env,
     eventually,
     receiving,
+    start_service,
+    start_worker,
     webhooks_file,
 )
-from tests.support.processes import RedisProcess, ServiceProcess, free_port, service_env
+from tests.support.processes import RedisProcess, free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -72,16 +74,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def start_service(redis: RedisProcess, folder: Path, env: dict[str, str]) -> ServiceProcess:
-    return ServiceProcess(service_env(redis.url, folder / "service", **env)).start()
-
-
-def worker(redis: RedisProcess, folder: Path, env: dict[str, str], n: int = 0) -> WorkerProcess:
-    full = service_env(redis.url, folder / "service", **env)
-    (folder / "service").mkdir(exist_ok=True)
-    return WorkerProcess(full, folder / f"worker-{n}.log").start()
-
-
 @pytest.mark.slow
 async def test_every_event_arrives_signed_through_500s_timeouts_and_refused_connections(
     private_redis: RedisProcess, folder: Path, tokens: Tokens, http: httpx.AsyncClient
@@ -107,7 +99,7 @@ async def test_every_event_arrives_signed_through_500s_timeouts_and_refused_conn
     )
     env = events_env(hooks)
     service = start_service(private_redis, folder, env)
-    workers = [worker(private_redis, folder, env, 0)]
+    workers = [start_worker(private_redis, folder, env, 0)]
     try:
         async with receiving(crm):
             http.base_url = httpx.URL(service.url)
@@ -169,7 +161,7 @@ async def test_per_customer_order_holds_with_many_customers_and_two_workers(
     )
     env = events_env(hooks)
     service = start_service(private_redis, folder, env)
-    workers = [worker(private_redis, folder, env, n) for n in range(2)]
+    workers = [start_worker(private_redis, folder, env, n) for n in range(2)]
     customers = [f"cust-{uuid.uuid4().hex[:8]}" for _ in range(customers_n)]
     limit = asyncio.Semaphore(16)
 
@@ -227,7 +219,7 @@ async def test_a_worker_killed_mid_delivery_is_finished_by_another(
     hooks = webhooks_file(folder, {"name": "crm", "url": receiver.url, "secret": SECRET})
     env = events_env(hooks, CARTSYNC_WORKER_VISIBILITY_SECONDS="3")
     service = start_service(private_redis, folder, env)
-    first = worker(private_redis, folder, env, 0)
+    first = start_worker(private_redis, folder, env, 0)
     second: WorkerProcess | None = None
     try:
         async with receiving(receiver):
@@ -237,7 +229,7 @@ async def test_a_worker_killed_mid_delivery_is_finished_by_another(
             await asyncio.wait_for(slow_started.wait(), 30)
             first.kill9()
             release.set()
-            second = worker(private_redis, folder, env, 1)
+            second = start_worker(private_redis, folder, env, 1)
             await eventually(lambda: len(receiver.ids()) == 15, "every event delivered", 60)
         assert receiver.rejected == []
         for events in receiver.by_owner().values():
@@ -266,7 +258,7 @@ async def test_pending_events_survive_a_redis_restart_with_aof(
         redis_aof.stop()  # SIGKILL: no shutdown save; the AOF has every write
         redis_aof.start()
         async with receiving(receiver):
-            w = worker(redis_aof, folder, env)
+            w = start_worker(redis_aof, folder, env)
             await eventually(
                 lambda: len(receiver.ids()) == 9, "events written before the restart", 60
             )

@@ -14,13 +14,14 @@ from tests.conftest import Tokens
 from tests.support.events import (
     SECRET,
     Receiver,
-    WorkerProcess,
     events_env,
     eventually,
     receiving,
+    start_service,
+    start_worker,
     webhooks_file,
 )
-from tests.support.processes import RedisProcess, ServiceProcess, free_port, service_env
+from tests.support.processes import RedisProcess, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -37,9 +38,8 @@ async def test_deadlines_fire_once_per_idle_period_and_never_after_checkout_or_f
         CARTSYNC_GUEST_TTL_DAYS="1",
         CARTSYNC_EXPIRY_NOTICE_SECONDS="5",
     )
-    full = service_env(private_redis.url, tmp_path / "service", **env)
-    service = ServiceProcess(full).start()
-    worker = WorkerProcess(full, tmp_path / "worker.log").start()
+    service = start_service(private_redis, tmp_path, env)
+    worker = start_worker(private_redis, tmp_path, env)
     idle, buyer, leaver = (f"cust-{uuid.uuid4().hex[:8]}" for _ in range(3))
     try:
         async with (
@@ -110,9 +110,8 @@ async def test_erasure_is_the_last_event_even_with_deliveries_pending(
     receiver = Receiver(free_port(), behaviour=busy)
     hooks = webhooks_file(tmp_path, {"name": "crm", "url": receiver.url, "secret": SECRET})
     env = events_env(hooks, CARTSYNC_ABANDONED_AFTER_SECONDS="1")
-    full = service_env(private_redis.url, tmp_path / "service", **env)
-    service = ServiceProcess(full).start()
-    worker = WorkerProcess(full, tmp_path / "worker.log").start()
+    service = start_service(private_redis, tmp_path, env)
+    worker = start_worker(private_redis, tmp_path, env)
     customer = f"cust-{uuid.uuid4().hex[:8]}"
     h = tokens.headers("customer", customer)
     try:

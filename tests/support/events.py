@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.support.processes import free_port
+from tests.support.processes import ServiceProcess, free_port, service_env
 
 SECRET = "whsec_" + base64.b64encode(b"cartsync-test-webhook-key-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"cartsync-old-webhook-key-9876543210").decode()
@@ -186,6 +186,30 @@ async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
         await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Where the suite's service and workers find Redis when it is a Cluster."""
+
+    url: str
+    cluster: bool = True
+
+
+def target_env(redis: Any, folder: Path, env: dict[str, str]) -> dict[str, str]:
+    """The full environment of a service or worker on ``redis`` (a RedisProcess or a
+    ClusterTarget), with the test's own variables."""
+    extra = {"CARTSYNC_REDIS_CLUSTER": "true"} if getattr(redis, "cluster", False) else {}
+    return service_env(redis.url, folder / "service", **extra, **env)
+
+
+def start_service(redis: Any, folder: Path, env: dict[str, str]) -> ServiceProcess:
+    return ServiceProcess(target_env(redis, folder, env)).start()
+
+
+def start_worker(redis: Any, folder: Path, env: dict[str, str], n: int = 0) -> WorkerProcess:
+    (folder / "service").mkdir(exist_ok=True)
+    return WorkerProcess(target_env(redis, folder, env), folder / f"worker-{n}.log").start()
 
 
 __all__ = ["free_port"]

@@ -183,6 +183,7 @@ class Worker:
             )
         now_ms = int(self.clock() * 1000)
         deadline_budget = 1 if self._deadlines_inflight < 256 else 0
+        before = {p: self._next_due[p] for p in partitions if p in self._next_due}
         result = await self.outbox.poll(
             partitions,
             subs,
@@ -192,8 +193,13 @@ class Worker:
             deadlines=20 * deadline_budget,
         )
         for p in partitions:
-            self._next_due.pop(p, None)
-        self._next_due.update(result.next_due_ms)
+            reported = result.next_due_ms.get(p)
+            if self._next_due.get(p) != before.get(p):  # a delivery ended meanwhile: keep both
+                self._due_at(p, self._next_due[p] if reported is None else reported)
+            elif reported is None:
+                self._next_due.pop(p, None)
+            else:
+                self._next_due[p] = reported
         for lease in result.leases:
             self._inflight[lease.endpoint] += 1
             self._spawn(self._deliver(lease))
@@ -205,7 +211,8 @@ class Worker:
     async def _deadline(self, due: DueDeadline) -> None:
         try:
             now = self.clock()
-            await self.outbox.fire_deadline(due, now_iso=_iso(now), now_ms=int(now * 1000))
+            if await self.outbox.fire_deadline(due, now_iso=_iso(now), now_ms=int(now * 1000)):
+                self._due_now(due.partition)  # its event waits in the outbox
         except _REDIS_DOWN as exc:
             log.warning(
                 "deadline %s failed (%s); its lease runs out and it is tried again", due.member, exc
@@ -229,7 +236,7 @@ class Worker:
         if lease.endpoint == FEED_ENDPOINT:
             if lease.event:
                 await self.outbox.append_feed(lease.event, self.config.feed_max)
-            await self.outbox.ack(lease, now_ms=int(now * 1000))
+            await self._done(lease, now)
             return
         endpoint = self.endpoints.get(lease.endpoint)
         if not lease.event or endpoint is None or lease.endpoint in self._gone:
@@ -241,7 +248,7 @@ class Worker:
         now = self.clock()
         self.observer.attempt(endpoint.name, status)
         if status.isdigit() and 200 <= int(status) < 300:
-            await self.outbox.ack(lease, now_ms=int(now * 1000))
+            await self._done(lease, now)
             self.observer.delivered(endpoint.name, max(0.0, now - _epoch(envelope.occurred_at)))
             return
         if status == "410":
@@ -258,11 +265,22 @@ class Worker:
         ceiling = min(self.config.retry_cap_s, self.config.retry_base_s * 2**lease.attempts)
         retry_at = now + random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
         await self.outbox.ack(lease, now_ms=int(now * 1000), retry_at_ms=int(retry_at * 1000))
+        self._due_at(lease.partition, int(retry_at * 1000))
+
+    async def _done(self, lease: Lease, now: float) -> None:
+        if await self.outbox.ack(lease, now_ms=int(now * 1000)) == 2:
+            self._due_now(lease.partition)  # the owner's next event is due at once
+
+    def _due_now(self, partition: int) -> None:
+        self._next_due[partition] = 0
+
+    def _due_at(self, partition: int, at_ms: int) -> None:
+        self._next_due[partition] = min(self._next_due.get(partition, at_ms), at_ms)
 
     async def _give_up(self, lease: Lease, reason: str, last_status: str) -> None:
         # Dead letter first: a crash in between leaves the event queued (sent again), not lost.
         await self.outbox.dead_letter(lease, reason, last_status)
-        await self.outbox.ack(lease, now_ms=int(self.clock() * 1000))
+        await self._done(lease, self.clock())
         self.observer.dead_letter(lease.endpoint, reason)
 
     async def _send(self, endpoint: WebhookEndpoint, msg_id: str, body: bytes) -> str:

@@ -213,8 +213,10 @@ class Outbox:
             keys += [pk.queue(s.name), pk.ready(s.name), pk.attempts(s.name)]
         return keys
 
-    async def ack(self, lease: Lease, *, now_ms: int, retry_at_ms: int | None = None) -> bool:
-        """Record a delivery (or a give-up) with ``retry_at_ms=None``, else a retry then."""
+    async def ack(self, lease: Lease, *, now_ms: int, retry_at_ms: int | None = None) -> int:
+        """Record a delivery (or a give-up) with ``retry_at_ms=None``, else a retry then.
+
+        0: the lease had moved on; 1: recorded; 2: recorded, and the owner has more queued."""
         pk = PartitionKeys(lease.partition)
         keys = [
             pk.outbox,
@@ -225,7 +227,7 @@ class Outbox:
         ]
         outcome = "done" if retry_at_ms is None else "retry"
         args = [lease.owner, lease.outbox_id, outcome, now_ms, retry_at_ms or 0]
-        return bool(await self._eval("ack", keys, args))
+        return int(await self._eval("ack", keys, args))
 
     async def fire_deadline(self, due: DueDeadline, *, now_iso: str, now_ms: int) -> bool:
         """Write the deadline's event if it still stands; True if one was written."""

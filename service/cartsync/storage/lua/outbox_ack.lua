@@ -3,7 +3,7 @@
 --
 -- KEYS: outbox, owed, queue, ready, attempts. ARGV: owner, outbox id, 'done' or 'retry',
 -- now_ms, next attempt ms (retry).
--- Reply: 1 if the outcome was recorded, 0 for a stale lease.
+-- Reply: 0 for a stale lease; else 1, or 2 when the owner has more queued (due now).
 
 local K_OUTBOX, K_OWED, K_QUEUE, K_READY, K_ATTEMPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local owner, id, outcome, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -23,15 +23,15 @@ if outcome == 'retry' then
 end
 
 redis.call('HDEL', K_ATTEMPTS, owner)
-if rest == '' then
-  redis.call('HDEL', K_QUEUE, owner)
-  redis.call('ZREM', K_READY, owner)
-else
-  redis.call('HSET', K_QUEUE, owner, rest)
-  redis.call('ZADD', K_READY, now, owner)
-end
 if redis.call('HINCRBY', K_OWED, id, -1) <= 0 then
   redis.call('HDEL', K_OWED, id)
   redis.call('XDEL', K_OUTBOX, id)
 end
-return 1
+if rest == '' then
+  redis.call('HDEL', K_QUEUE, owner)
+  redis.call('ZREM', K_READY, owner)
+  return 1
+end
+redis.call('HSET', K_QUEUE, owner, rest)
+redis.call('ZADD', K_READY, now, owner)
+return 2

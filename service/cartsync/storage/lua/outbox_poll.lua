@@ -10,7 +10,7 @@
 -- ARGV: consumer, now_ms, lease_ms, fan-out batch, endpoints JSON [{types = {t = true} or
 -- absent for every type, off = gone, take = owners to lease}], deadlines to lease.
 -- Reply: {fanned out, {per endpoint: {owner, outbox id, event or '', attempts record}...},
--- {deadline member, lease score}..., the earliest deadline left (ms) or -1}.
+-- {deadline member, lease score}..., when anything is next due (ms) or -1}.
 
 local K_OUTBOX, K_OWED, K_DUE = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[2])
@@ -100,7 +100,13 @@ if limit > 0 then
   end
 end
 
--- The partition's next deadline, so the worker comes back then rather than on its next sweep.
-local next_due = redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')[2] or '-1'
+-- When anything in the partition is next due (a deadline, a retry, a lease running out), so
+-- the worker comes back then rather than on its next sweep.
+local next_due = tonumber(redis.call('ZRANGE', K_DUE, 0, 0, 'WITHSCORES')[2] or '-1')
+for i = 1, #endpoints do
+  local first = tonumber(redis.call('ZRANGE', KEYS[2 + 3 * i], 0, 0, 'WITHSCORES')[2] or '-1')
+  if first >= 0 and (next_due < 0 or first < next_due) then next_due = first end
+end
+next_due = int(next_due)
 
 return {fanned, leased, deadlines, next_due}
