@@ -129,6 +129,36 @@ def test_the_tablet_shows_catalogue_names_prices_and_subtotal_in_chromium(
         assert shot.st_mtime >= started - 1, f"{name} is not from this run"
 
 
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_handoff_by_typed_code_and_by_camera_with_presence_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    started = time.time()
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    service = ServiceProcess(service_env(redis_server.url, tmp_path / "service")).start()
+    try:
+        output = run_scenario(
+            "handoff.mjs",
+            service,
+            tokens.token("customer", customer),
+            tokens.token("staff", "emma", store="s1"),
+            CARTSYNC_WORKDIR=str(tmp_path),
+        )
+        with httpx.Client(base_url=service.url, timeout=10) as http:
+            mine = tokens.headers("customer", customer)
+            history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+    finally:
+        service.stop()
+    # Chromium on Linux has no BarcodeDetector: the vendored jsQR read the fake camera's frames.
+    assert re.search(r"^scanned with (jsQR|BarcodeDetector)$", output, re.MULTILINE), output
+    ends = [e["actor"] for e in history if e["type"] == "grant.revoked"]
+    assert ends == [{"role": "staff", "id": "emma", "store": "s1"}] * 2, ends
+    shots = ("phone-helped.png", "tablet-typed.png", "tablet-scanning.png", "tablet-resumed.png")
+    for name in shots:
+        shot = (SCREENSHOTS / name).stat()
+        assert shot.st_mtime >= started - 1, f"{name} is not from this run"
+
+
 GRANT_TTL_S = 5
 """Long enough for the tablet to open the cart on a loaded machine, short enough to wait out."""
 

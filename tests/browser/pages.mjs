@@ -57,9 +57,9 @@ export function run(scenario) {
   );
 }
 
-async function main(scenario, pages, problems) {
-  mkdirSync(SCREENSHOTS, { recursive: true });
-  const browser = await chromium.launch({
+/** Debian's Chromium with the machine's flags, plus `extraArgs` (a fake camera, say). */
+export function launch(extraArgs = []) {
+  return chromium.launch({
     executablePath: CHROMIUM,
     args: [
       "--headless",
@@ -70,8 +70,14 @@ async function main(scenario, pages, problems) {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
+}
+
+async function main(scenario, pages, problems) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const browser = await launch();
   try {
     const phoneContext = await browser.newContext({
       viewport: { width: 390, height: 844 },
@@ -124,12 +130,18 @@ export async function phoneShowsCode(phone) {
   return code;
 }
 
-/** The tablet signs in with the staff token and types the customer's code. */
-export async function tabletClaims(tablet, code) {
+/** The tablet signs in with the staff token. */
+export async function tabletSignsIn(tablet) {
   await tablet.goto(`${BASE_URL}/staff`);
   await tablet.fill("#staff-token", STAFF_TOKEN);
   await tablet.click("#signin-button");
-  await tablet.fill("#code", code);
+  await tablet.locator("#claim:not([hidden])").waitFor(WAIT);
+}
+
+/** The tablet signs in and types the customer's code as the phone shows it ("8417 2257"). */
+export async function tabletClaims(tablet, code) {
+  await tabletSignsIn(tablet);
+  await tablet.fill("#code", `${code.slice(0, 4)} ${code.slice(4)}`);
   await tablet.click("#claim-button");
 }
 

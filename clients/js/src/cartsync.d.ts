@@ -87,6 +87,7 @@ export type EventType =
   | "cart.note_set"
   | "cart.checked_out"
   | "cart.merged"
+  | "cart.restored"
   | "cart.collection_set"
   | "owner.erased"
   | "wishlist.created"
@@ -210,6 +211,10 @@ export declare function backoffDelay(
 export declare function parseRetryAfter(value: string | null | undefined, now?: number): number | null;
 export declare function websocketUrl(baseUrl: string): string;
 export declare function newIdempotencyKey(): string;
+/** The 8 digits in what a person typed ("8417 2257", "8417-2257") or a hand-off QR held (a link). */
+export declare function handoffCode(text: string | null | undefined): string | null;
+export type DeviceKind = "phone" | "tablet" | "desktop" | "other";
+export declare const DEVICE_KINDS: readonly DeviceKind[];
 
 // The client ------------------------------------------------------------------------------------
 
@@ -311,7 +316,20 @@ export interface QueuedOp {
   ifMatch: number | null;
 }
 
+/** One live socket of the owner, as a `presence` frame lists it. */
+export interface PresentDevice {
+  id: string;
+  label: string | null;
+  kind: DeviceKind;
+  role: "customer" | "guest" | "staff" | "service";
+  store: string | null;
+  /** This socket. */
+  you: boolean;
+}
+
 export interface ClientEventMap {
+  /** The owner's live devices; null when this client's socket closed (it cannot know). */
+  presence: CustomEvent<PresentDevice[] | null>;
   cart: CustomEvent<Cart | null>;
   wishlists: CustomEvent<Wishlist[] | null>;
   event: CustomEvent<CartEvent>;
@@ -369,6 +387,8 @@ export declare class CartsyncClient extends EventTarget {
   claimHandoff(code: string): Promise<{ grant: Grant }>;
   listGrants(): Promise<{ grants: Grant[] }>;
   revokeGrant(grantId: string): Promise<{ rev: number; removed: string }>;
+  /** Staff: end your own grant now ("Done with this customer"). */
+  endGrant(grantId: string): Promise<{ rev: number; removed: string }>;
 
   request<T = any>(method: string, path: string, options?: RequestOptions): Promise<RawResponse<T>>;
 
@@ -382,6 +402,10 @@ export declare class CartsyncClient extends EventTarget {
   readonly wishlists: Wishlist[] | null;
   readonly rev: number | null;
   readonly connection: ConnectionState;
+  /** The owner's live devices from the last `presence` frame; null without an open socket. */
+  readonly presence: PresentDevice[] | null;
+  /** Name this device for the owner's other devices; sent now when live and on every reconnect. */
+  device(label: string, kind?: DeviceKind): void;
   /** Open the live socket; resolves once the local copy is current. */
   connect(): Promise<LiveState>;
   close(): void;

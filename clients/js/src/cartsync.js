@@ -39,6 +39,7 @@ export const EVENT_TYPES = Object.freeze([
   "cart.note_set",
   "cart.checked_out",
   "cart.merged",
+  "cart.restored",
   "cart.collection_set",
   "owner.erased",
   "wishlist.created",
@@ -116,6 +117,20 @@ export function websocketUrl(baseUrl) {
 }
 
 /** A random UUID; `crypto.randomUUID` only exists in secure contexts (https, localhost). */
+/** The kinds of device a socket may say it is (`device()`), as the service accepts them. */
+export const DEVICE_KINDS = Object.freeze(["phone", "tablet", "desktop", "other"]);
+
+/**
+ * The 8-digit hand-off code in what a person typed or a QR held: "8417 2257", "8417-2257", or
+ * the tablet link `…/staff#code=84172257`. null when there is no such code in it.
+ */
+export function handoffCode(text) {
+  const raw = String(text ?? "").trim();
+  const linked = /[#?&]code=([\d\s-]+)/.exec(raw);
+  const digits = (linked ? linked[1] : raw).replace(/[\s\u00a0-]/g, "");
+  return /^\d{8}$/.test(digits) ? digits : null;
+}
+
 export function newIdempotencyKey() {
   const c = globalThis.crypto;
   if (typeof c?.randomUUID === "function") return c.randomUUID();
@@ -234,6 +249,12 @@ function applyEvent(cart, wishlists, event) {
         cart: { ...cart, lines: [...d.lines].sort(bySeq) },
         wishlists: withDefaultWishlist(d.wishlists),
       };
+    case "cart.restored":
+      // Support put the cart back as it was at an earlier revision: the whole state, like a snapshot.
+      return {
+        cart: { ...cart, note: d.note, lines: [...d.lines].sort(bySeq) },
+        wishlists: withDefaultWishlist(d.wishlists),
+      };
     case "owner.erased":
       // Never logged and numbered 0: everything is gone; the snapshot that follows says so.
       throw new StaleCopy("the owner's data was erased");
@@ -310,6 +331,8 @@ export class CartsyncClient extends EventTarget {
   #connection = "closed";
   #onOnline = null;
   #closedByUser = false;
+  #device = null;
+  #presence = null;
 
   /**
    * @param {import("./cartsync").ClientOptions} options
@@ -510,8 +533,14 @@ export class CartsyncClient extends EventTarget {
 
   /** Staff: turn a customer's code into a grant, `{grant: {id, owner, staff, store, expires_at}}`. */
   async claimHandoff(code) {
-    const path = `/v1/handoffs/${segment(code)}/claim`;
+    // What the phone shows ("8417 2257") or its QR holds (a link) is as good as the digits.
+    const path = `/v1/handoffs/${segment(handoffCode(code) ?? code)}/claim`;
     return (await this.request("POST", path, { idempotencyKey: newIdempotencyKey() })).body;
+  }
+
+  /** Staff: end your own grant now ("Done with this customer"); the customer's devices hear it. */
+  async endGrant(grantId) {
+    return (await this.request("POST", `/v1/grants/${segment(grantId)}/end`)).body;
   }
 
   /** The owner's active grants. */
@@ -789,6 +818,25 @@ export class CartsyncClient extends EventTarget {
     return this.#connection;
   }
 
+  /**
+   * The owner's live devices as the last `presence` frame listed them (each `{id, label, kind,
+   * role, store, you}`), or null while this client has no open socket: it cannot know then.
+   */
+  get presence() {
+    return this.#presence;
+  }
+
+  /**
+   * Name this device for the owner's other devices (`label` 1-64 characters, `kind` one of
+   * DEVICE_KINDS); sent now when live, and again on every reconnect.
+   */
+  device(label, kind = "other") {
+    const text = String(label ?? "").trim();
+    if (text.length < 1 || text.length > 64) throw new TypeError("a device label has 1 to 64 characters");
+    if (!DEVICE_KINDS.includes(kind)) throw new TypeError(`a device kind is one of ${DEVICE_KINDS.join(", ")}`);
+    this.#device = { label: text, kind };
+    if (this.#ws && this.#connection === "open") this.#sendFrame(this.#ws, { type: "device", ...this.#device });
+  }
 
   /**
    * Open the live socket and keep it open: reconnect with backoff after any close but a fatal
@@ -944,6 +992,10 @@ export class CartsyncClient extends EventTarget {
     const changed = state !== this.#connection;
     this.#connection = state;
     if (changed || extra.code != null) this.#emit("connection", { state, ...extra });
+    if (state !== "open" && this.#presence !== null) {
+      this.#presence = null; // a socket that is gone hears no more leaves
+      this.#emit("presence", null);
+    }
   }
 
   #emit(type, detail) {
@@ -980,6 +1032,7 @@ export class CartsyncClient extends EventTarget {
         this.#refusedSocketToken = null; // this socket's token was accepted
         this.#renewBefore(ws, frame.expires_at);
         this.#sync(ws);
+        if (this.#device) this.#sendFrame(ws, { type: "device", ...this.#device });
         this.#attempt = 0;
         this.#heartbeatTimer = setInterval(() => this.#heartbeat(ws), this.pingIntervalMs);
         this.#setConnection("open");
@@ -997,6 +1050,10 @@ export class CartsyncClient extends EventTarget {
         break;
       case "authenticated":
         this.#renewBefore(ws, frame.expires_at);
+        break;
+      case "presence":
+        this.#presence = Array.isArray(frame.devices) ? frame.devices : [];
+        this.#emit("presence", this.#presence);
         break;
       default:
         break; // pong, ack, nack, and frames of newer servers

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
+import { handoffCode } from "../src/cartsync.js";
 import { client, nextEvent, skus, until } from "../testkit/env.js";
 
 const phone = client("handoff", { deviceId: "phone" });
@@ -108,4 +109,37 @@ test("revoking closes the staff socket with 4403 and ends access", async () => {
   assert.ok([403, 404].includes(refused.status), `status ${refused.status}`);
   const listed = await phone.listGrants();
   assert.ok(!(listed.grants ?? listed).some((g) => g.id === grant.id));
+});
+
+test("a code is read as the phone shows it or as its QR link holds it", () => {
+  for (const shown of ["8417 2257", "8417-2257", " 8417\u00a02257 ", "http://127.0.0.1:8000/staff#code=84172257"]) {
+    assert.equal(handoffCode(shown), "84172257", shown);
+  }
+  for (const wrong of ["8417 225", "8417 22577", "abcd efgh", "", null]) assert.equal(handoffCode(wrong), null, String(wrong));
+});
+
+test("presence: the phone and the tablet see each other live; the tablet's end shows on the phone", async () => {
+  phone.device("iPhone", "phone");
+  await until(() => phone.presence?.some((d) => d.you && d.label === "iPhone" && d.kind === "phone"), "the phone named in its presence");
+
+  const handoff = await phone.createHandoff();
+  const shown = `${handoff.code.slice(0, 4)}-${handoff.code.slice(4)}`;
+  const { grant: second } = await staff.claimHandoff(shown);
+  const desk = staff.forGrant(second.id);
+  desk.device("Store tablet", "tablet");
+  await desk.connect();
+  await until(() => desk.presence?.some((d) => !d.you && d.label === "iPhone" && d.role === "customer"), "the phone on the tablet");
+  await until(() => phone.presence?.some((d) => !d.you && d.role === "staff" && d.store === "s1" && d.label === "Store tablet"), "the tablet on the phone");
+
+  const revoked = nextEvent(desk, "revoked");
+  const ended = nextEvent(phone, "event", (e) => e.type === "grant.revoked" && e.data.grant_id === second.id);
+  assert.equal((await staff.endGrant(second.id)).removed, second.id);
+  assert.equal((await revoked).code, 4403);
+  const event = await ended;
+  assert.equal(event.actor.role, "staff");
+  assert.equal(event.actor.store, "s1");
+  await until(() => phone.presence && !phone.presence.some((d) => d.role === "staff"), "the tablet gone from the phone's presence");
+  assert.equal(desk.presence, null);
+  assert.throws(() => phone.device("", "phone"), TypeError);
+  assert.throws(() => phone.device("Fridge", "fridge"), TypeError);
 });

@@ -5,14 +5,17 @@ import { $, el, flash, say } from "/static/dom.js";
 import { touchedIds } from "/static/events.js";
 import { formatTime } from "/static/format.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
+import { guessDevice, ownDevicesText } from "/static/presence.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
 
 const TOKEN_KEY = "cartsync.demo.token";
 const DEVICE_ID = "phone";
+const DEVICE_KEY = "cartsync.demo.device"; // this device's name, kept across sign-ins
 
 let client = null;
 let grantsTimer = null; // refreshes the list when the next grant expires: no event says so
+let handoffTimer = null; // hides the code when it expires
 const toFlash = new Set();
 const message = $("#message");
 const badge = $("#connection");
@@ -33,8 +36,15 @@ async function signIn(token) {
     if (e.detail.type === "cart.collection_set") toFlash.add("collection");
     queueMicrotask(() => toFlash.clear());
     if (e.detail.type.startsWith("grant.")) refreshGrants();
-    if (e.detail.type === "grant.started") $("#handoff").hidden = true; // the code is used up
+    if (e.detail.type === "grant.started") hideHandoff(); // the code is used up
+    if (e.detail.type === "grant.revoked" && e.detail.actor?.role === "staff") {
+      say(message, `${e.detail.actor.id} at store ${e.detail.actor.store} ended their access to your cart.`);
+    }
   });
+  client.addEventListener("presence", (e) => ($("#devices").textContent = ownDevicesText(e.detail)));
+  const device = JSON.parse(localStorage.getItem(DEVICE_KEY) ?? "null") ?? guessDevice();
+  $("#device-name").value = device.label;
+  client.device(device.label, device.kind);
   client.addEventListener("cart", (e) => e.detail && renderCart(e.detail));
   client.addEventListener("wishlists", (e) => e.detail && renderWishlist(e.detail));
   client.addEventListener("connection", (e) => {
@@ -52,8 +62,18 @@ async function signIn(token) {
   }
 }
 
+$("#device-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const label = $("#device-name").value.trim();
+  if (!client || !label) return;
+  const device = { label, kind: guessDevice().kind };
+  localStorage.setItem(DEVICE_KEY, JSON.stringify(device));
+  client.device(device.label, device.kind);
+});
+
 function signOut() {
   clearTimeout(grantsTimer);
+  hideHandoff();
   client?.close();
   client = null;
   sessionStorage.removeItem(TOKEN_KEY);
@@ -95,7 +115,6 @@ function renderCart(cart) {
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Your cart is empty")]));
   const ready = $("#collection-state");
   ready.hidden = !cart.ready_for_collection;
-  $("#cart-rev").textContent = `revision ${cart.rev}`;
   for (const id of toFlash) flash(id === "collection" ? ready : list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
 }
 
@@ -145,11 +164,28 @@ $("#handoff-button").addEventListener("click", async () => {
     $("#handoff-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(handoff.qr_svg)}`;
     $("#handoff-expires").textContent = formatTime(handoff.expires_at);
     $("#handoff").hidden = false;
+    clearTimeout(handoffTimer);
+    const left = Math.min(Math.max(0, Date.parse(handoff.expires_at) - Date.now()), 86_400_000);
+    handoffTimer = setTimeout(() => {
+      hideHandoff();
+      say(message, "The code expired. Show a new one when you are with a member of staff.");
+    }, left);
     say(message, "");
   } catch (error) {
     say(message, describeError(error), "error");
   }
 });
+
+/** The code is gone from the screen once used or expired: nobody should read an old one. */
+function hideHandoff() {
+  clearTimeout(handoffTimer);
+  handoffTimer = null;
+  const code = $("#handoff-code");
+  delete code.dataset.code;
+  code.textContent = "";
+  $("#handoff-qr").removeAttribute("src");
+  $("#handoff").hidden = true;
+}
 
 async function refreshGrants() {
   if (!client) return;

@@ -1,15 +1,18 @@
 // The store tablet: a staff member signs in, types the customer's code, and works on that
 // customer's cart and wishlists live until the customer ends the access.
-import { CartsyncClient } from "/static/cartsync.js";
+import { CartsyncClient, handoffCode } from "/static/cartsync.js";
 import { $, el, flash, say } from "/static/dom.js";
 import { touchedIds } from "/static/events.js";
 import { attrsText, formatMoney, formatTime } from "/static/format.js";
 import { cartLineRow } from "/static/lines.js";
+import { customerOnlineText } from "/static/presence.js";
+import { scanQr } from "/static/scanner.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
 import { cartTotals } from "/static/totals.js";
 
 const TOKEN_KEY = "cartsync.staff.token";
+const GRANT_KEY = "cartsync.staff.grant"; // the open grant: a reload of the tablet resumes it
 const DEVICE_ID = "staff-tablet";
 // The server closes the socket when a grant expires; this much later the page ends it itself,
 // for a tablet that was offline at that moment.
@@ -43,9 +46,18 @@ function signIn(token) {
   say(message, "");
   show("claim");
   $("#code").focus();
+  const linked = handoffCode(location.hash);
+  if (linked) {
+    history.replaceState(null, "", location.pathname); // the code is used up either way
+    claimCode(linked);
+    return;
+  }
+  const open = JSON.parse(sessionStorage.getItem(GRANT_KEY) ?? "null");
+  if (open && Date.parse(open.expires_at) > Date.now()) openGrant(open);
 }
 
 function signOut() {
+  if (grant) staff.endGrant(grant.id).catch(() => {}); // a shared tablet leaves no grant behind
   endAccess(null);
   staff = null;
   sessionStorage.removeItem(TOKEN_KEY);
@@ -63,19 +75,27 @@ $("#signout-button").addEventListener("click", signOut);
 
 // Claiming a code -------------------------------------------------------------------------------
 
-$("#claim-form").addEventListener("submit", async (e) => {
+$("#claim-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  const input = $("#code");
-  const code = input.value.replace(/\D/g, "");
-  if (code.length !== 8) {
-    say(message, "The code has 8 digits.", "error");
+  const code = handoffCode($("#code").value);
+  if (!code) {
+    say(message, "Type the 8 digits the customer's phone shows, for example 8417 2257.", "error");
+    $("#code").focus();
     return;
   }
+  claimCode(code);
+});
+
+$("#code").addEventListener("input", () => {
+  if (message.classList.contains("error")) say(message, ""); // the old error no longer applies
+});
+
+async function claimCode(code) {
   const button = $("#claim-button");
   button.disabled = true;
   try {
     const claimed = await staff.claimHandoff(code);
-    input.value = "";
+    $("#code").value = "";
     say(message, "");
     await openGrant(claimed.grant);
   } catch (error) {
@@ -83,7 +103,29 @@ $("#claim-form").addEventListener("submit", async (e) => {
   } finally {
     button.disabled = false;
   }
+}
+
+let scanning = null; // the AbortController of a running scan
+
+$("#scan-button").addEventListener("click", async () => {
+  if (scanning) return;
+  scanning = new AbortController();
+  $("#scanner").hidden = false;
+  $("#scan-status").textContent = "Hold the customer's QR code in front of the camera.";
+  try {
+    const text = await scanQr($("#scan-video"), (t) => handoffCode(t) !== null, scanning.signal);
+    if (text) claimCode(handoffCode(text));
+    else if (!scanning.signal.aborted) say(message, "No QR code was seen. Try again, or type the code.", "error");
+  } catch (error) {
+    say(message, error?.name === "NotAllowedError" ? "The camera may not be used on this tablet. Type the code instead." : `The camera could not be started (${error?.message ?? error}). Type the code instead.`, "error");
+  } finally {
+    scanning = null;
+    $("#scanner").hidden = true;
+    $("#scan-button").focus();
+  }
 });
+
+$("#scan-stop").addEventListener("click", () => scanning?.abort());
 
 function claimError(error) {
   if (error.status === 404) return "That code is unknown, was used already or has expired. Ask the customer for a new one.";
@@ -93,6 +135,7 @@ function claimError(error) {
 
 async function openGrant(newGrant) {
   grant = newGrant;
+  sessionStorage.setItem(GRANT_KEY, JSON.stringify(grant));
   tablet = staff.forGrant(grant.id, { deviceId: DEVICE_ID });
   showConnection(badge, tablet);
   tablet.addEventListener("event", (e) => {
@@ -105,9 +148,13 @@ async function openGrant(newGrant) {
   tablet.addEventListener("cart", (e) => e.detail && renderCart(e.detail));
   tablet.addEventListener("wishlists", (e) => e.detail && renderWishlists(e.detail));
   tablet.addEventListener("revoked", (e) => endAccess(e.detail.reason));
+  tablet.addEventListener("presence", (e) => showCustomerPresence(e.detail));
+  tablet.device("Store tablet", "tablet");
   tablet.addEventListener("connection", (e) => {
     if (e.detail.state === "closed" && e.detail.error) say(message, describeError(e.detail.error), "error");
   });
+  showCustomerPresence(null);
+  $("#customer-presence").textContent = "Checking whether the customer's phone is online…";
   $("#customer-name").textContent = grant.owner.replace(/^[cg]:/, "");
   $("#grant-expires").textContent = formatTime(grant.expires_at);
   const left = Date.parse(grant.expires_at) - Date.now();
@@ -128,6 +175,7 @@ function endAccess(reason) {
   const expired = reason === "grant expired" || (reason !== "grant revoked" && grant !== null && Date.now() >= Date.parse(grant.expires_at));
   clearTimeout(expiryTimer);
   expiryTimer = null;
+  sessionStorage.removeItem(GRANT_KEY);
   tablet?.close();
   tablet = null;
   grant = null;
@@ -138,11 +186,13 @@ function endAccess(reason) {
   showConnection(badge, null);
   if (reason === null) {
     show(staff ? "claim" : "signin");
+    $(staff ? "#code" : "#staff-token").focus(); // never leave focus on a control that vanished
     return;
   }
   $("#ended").dataset.reason = expired ? "expired" : "revoked";
   $("#ended-text").textContent = expired ? "Access expired: ask the customer for a new code" : "Access ended by the customer";
   show("ended");
+  $("#ended-button").focus();
 }
 
 $("#ended-button").addEventListener("click", () => {
@@ -150,7 +200,24 @@ $("#ended-button").addEventListener("click", () => {
   $("#code").focus();
 });
 
-$("#done-button").addEventListener("click", () => endAccess(null));
+function showCustomerPresence(devices) {
+  const { online, text } = customerOnlineText(devices);
+  const box = $("#customer-presence");
+  box.dataset.online = online;
+  box.textContent = text;
+}
+
+$("#done-button").addEventListener("click", async () => {
+  const ending = grant;
+  const ender = staff;
+  endAccess(null);
+  say(message, "");
+  try {
+    await ender?.endGrant(ending.id);
+  } catch (error) {
+    if (error.status !== 404) say(message, `The customer's access could not be ended: ${describeError(error)}`, "error"); // 404: ended already
+  }
+});
 
 // The customer's data -----------------------------------------------------------------------
 
@@ -186,7 +253,6 @@ function renderCart(cart) {
   button.textContent = ready ? "Not ready after all" : "Ready for collection";
   button.classList.toggle("ready", !ready);
   button.classList.toggle("secondary", ready);
-  $("#cart-rev").textContent = `revision ${cart.rev}`;
 
   for (const id of toFlash) {
     if (id === "collection") flash(state);
