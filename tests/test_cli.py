@@ -26,6 +26,7 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The caller's environment minus any CARTSYNC_* setting, plus a private data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSYNC_")}
     env.update(PYTHONPATH=str(SERVICE_SRC), CARTSYNC_DATA_DIR=str(data_dir), **extra)
+    env.setdefault("CARTSYNC_METRICS_PORT", str(free_port()))  # not the shared default 9100
     return env
 
 

@@ -44,7 +44,7 @@ def tight(
 
 async def open_sockets(service: ServiceProcess) -> float:
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
-        text = (await http.get("/metrics")).text
+        text = (await http.get(service.metrics_url)).text
     found = re.search(r"^cartsync_websocket_connections (\S+)$", text, re.M)
     assert found is not None, "the connections gauge is missing from /metrics"
     return float(found.group(1))

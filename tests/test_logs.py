@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +21,9 @@ from cartsync.domain.principal import Owner, Role
 from cartsync.storage.keys import OwnerKeys
 from cartsync.web import logs
 from tests.conftest import Tokens
-from tests.support.processes import RedisProcess, ServiceProcess, service_env
+from tests.support.processes import RedisProcess, ServiceProcess, free_port, service_env
+
+UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +157,46 @@ def test_log_unexpected_writes_one_json_line_with_the_exception() -> None:
     assert record["error.type"] == "KeyError"
     assert record["error.message"] == "'missing'"
     assert "test_log_unexpected_writes_one_json_line" in record["error.stack_trace"]
+
+
+def test_every_stderr_line_of_a_json_service_is_json_with_a_utc_time(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    """Start-up (ours and Hypercorn's), requests and shutdown: a log shipper parses them all."""
+    port = free_port()
+    env = service_env(
+        redis_server.url,
+        tmp_path / "data",
+        CARTSYNC_LOG_FORMAT="json",
+        CARTSYNC_METRICS_PORT=str(free_port()),
+        CARTSYNC_JWT_SECRETS="",  # the development-secret warning is one of the lines
+    )
+    err = tmp_path / "stderr"
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cartsync", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "/readyz" not in err.read_text():
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/nowhere", timeout=5).status_code == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # fails on the first line that is not JSON
+    assert {r["logger"] for r in records} >= {"cartsync.cli", "hypercorn.error", "cartsync.access"}
+    assert any("development secret" in r["message"] for r in records)
+    assert any("Running on" in r["message"] for r in records)  # Hypercorn's own start-up line
+    for record in records:
+        assert UTC_TIME.fullmatch(record["time"]), record

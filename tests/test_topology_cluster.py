@@ -335,7 +335,7 @@ async def test_a_socket_keeps_every_change_while_its_owner_slot_moves_between_no
 
     # Instance two learned of each move from Redis ending its subscription, and renewed it.
     async with httpx.AsyncClient(timeout=10) as http:
-        metrics = (await http.get(f"{two.url}/metrics")).text
+        metrics = (await http.get(two.metrics_url)).text
     rehomed = [ln for ln in metrics.splitlines() if ln.startswith("cartsync_pubsub_rehomed_total")]
     assert len(rehomed) == 1, metrics
     assert float(rehomed[0].split()[-1]) >= 2, rehomed

@@ -36,14 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors: return rather than exit
         return int(exc.code or 0)
+    if args.command == "serve":  # start-up messages in the log format the service will use
+        _LOG["json"] = os.environ.get("CARTSYNC_LOG_FORMAT", "json") != "text"
     try:
         settings = Settings.from_env()
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
         if args.command in ("worker", "events"):
             from cartsync.events import cli as events_cli
+            from cartsync.web import tracing
 
-            return events_cli.run(settings, args)
+            with tracing.enabled():  # webhook deliveries carry a traceparent when on
+                return events_cli.run(settings, args)
         data_dir_named = bool(os.environ.get(DATA_DIR_VARIABLE))
         return _token(
             settings,
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir_named=data_dir_named,
         )
     except SettingsError as exc:
-        print(f"cartsync: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 2
 
 
@@ -171,6 +175,10 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         port=settings.port if port is None else port,
     )
     settings.check()
+    from cartsync.web import logs
+
+    logs.configure(settings.log_format, settings.log_level)
+    _LOG["json"] = settings.log_format == "json"
     if settings.worker == "embedded":
         webhook_endpoints(settings)  # a bad webhooks file stops start-up (exit 2)
     if TokenKeys.from_settings(settings).development:
@@ -187,8 +195,17 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     except OSError as exc:
         _say(f"cannot listen on {address}: {exc.strerror or exc}")
         return 1
+    metrics_listener = None
+    if settings.metrics_port:
+        try:
+            metrics_listener = _bind(settings.host, settings.metrics_port)
+        except OSError as exc:
+            listener.close()
+            where = _address(settings.host, settings.metrics_port)
+            _say(f"cannot listen on {where} (CARTSYNC_METRICS_PORT): {exc.strerror or exc}")
+            return 1
     try:
-        asyncio.run(_run(settings, listener, address))
+        asyncio.run(_run(settings, listener, address, metrics_listener))
     except EmbeddedRedisError as exc:
         _say(str(exc))
         return 1
@@ -196,6 +213,8 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         return 130
     finally:
         listener.close()  # a no-op once Hypercorn has taken the socket over
+        if metrics_listener is not None:
+            metrics_listener.close()
     return 0
 
 
@@ -211,14 +230,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-async def _run(settings: Settings, listener: socket.socket, address: str) -> None:
+async def _run(
+    settings: Settings,
+    listener: socket.socket,
+    address: str,
+    metrics_listener: socket.socket | None,
+) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
     from hypercorn.typing import ASGIFramework
 
     from cartsync.storage.embedded import EmbeddedRedis
-    from cartsync.web import hypercorn_hooks
+    from cartsync.web import hypercorn_hooks, logs, tracing
     from cartsync.web.app import create_app
+    from cartsync.web.metrics import metrics_app
 
     hypercorn_hooks.install(settings.ws_compression)
 
@@ -254,6 +279,7 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         else:
             kind = "Redis Cluster seed" if settings.redis_cluster else "Redis"
             _say(f"using {kind} at {_where(str(settings.redis_url))}")
+        stack.enter_context(tracing.enabled())  # OTEL_* variables; off unless they say so
         app = create_app(settings)
         apps.append(app)
 
@@ -266,11 +292,24 @@ async def _run(settings: Settings, listener: socket.socket, address: str) -> Non
         config.keep_alive_max_requests = 100_000  # the default 1,000 drops busy clients' sockets
         config.graceful_timeout = 10.0
         config.accesslog = None
-        config.errorlog = "-"
+        config.errorlog = logs.server_logger(settings.log_format)
 
         print(f"cartsync listening on http://{address}", flush=True)
         # Starlette's ASGI types and Hypercorn's TypedDicts describe the same protocol.
-        await serve(cast(ASGIFramework, app), config, shutdown_trigger=shutdown.wait)
+        served = cast(ASGIFramework, tracing.asgi(app))
+        servers = [serve(served, config, shutdown_trigger=shutdown.wait)]
+        if metrics_listener is not None:
+            private = Config()
+            private.bind = [f"fd://{metrics_listener.detach()}"]
+            private.accesslog = None
+            private.errorlog = config.errorlog
+            scraped = metrics_app(app.state.metrics)
+            servers.append(
+                serve(cast(ASGIFramework, scraped), private, shutdown_trigger=shutdown.wait)
+            )
+            where = _address(settings.host, settings.metrics_port)
+            _say(f"metrics on http://{where}/metrics")
+        await asyncio.gather(*servers)
 
 
 def _where(url: str) -> str:
@@ -288,5 +327,15 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_LOG = {"json": False}
+"""Whether ``serve`` writes its messages as JSON log lines (CARTSYNC_LOG_FORMAT=json)."""
+
+
 def _say(message: str) -> None:
+    """A start-up message on stderr: a JSON log line under ``serve`` in JSON, else plain."""
+    if _LOG["json"]:
+        from cartsync.web import logs
+
+        logs.say(message)
+        return
     print(f"cartsync: {message}", file=sys.stderr, flush=True)

@@ -193,6 +193,8 @@ class Settings:
     redis_wait_timeout_ms: int = 100
     host: str = "127.0.0.1"
     port: int = 8000
+    metrics_port: int = 9100
+    """/metrics on its own port, bound like the API (0: off); never on the API port."""
     data_dir: Path = Path(".cartsync")
     jwt_secrets: Mapping[str, Secret] = field(default_factory=dict)
     jwt_jwks_file: Path | None = None
@@ -265,6 +267,7 @@ class Settings:
                 redis_wait_timeout_ms=config("REDIS_WAIT_TIMEOUT_MS", cast=int, default=100),
                 host=config("HOST", cast=str, default="127.0.0.1"),
                 port=config("PORT", cast=int, default=8000),
+                metrics_port=config("METRICS_PORT", cast=int, default=9100),
                 data_dir=Path(config("DATA_DIR", cast=str, default=".cartsync")),
                 jwt_secrets=_secrets(
                     config("JWT_SECRETS", cast=str, default=""), "CARTSYNC_JWT_SECRETS"
@@ -380,6 +383,8 @@ class Settings:
             raise SettingsError("CARTSYNC_REDIS_WAIT_* must not be negative")
         if self.redis_wait_replicas and self.redis_cluster:
             raise SettingsError("CARTSYNC_REDIS_WAIT_REPLICAS is for standalone or Sentinel Redis")
+        if not 0 <= self.metrics_port <= 65535 or self.metrics_port == self.port:
+            raise SettingsError("CARTSYNC_METRICS_PORT must be 0 (off) to 65535, not CARTSYNC_PORT")
         if self.port > 65535:
             raise SettingsError("CARTSYNC_PORT must be at most 65535")
         if self.jwt_jwks_url and self.jwt_jwks_file:

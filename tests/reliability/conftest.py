@@ -137,7 +137,7 @@ async def scrape(
             http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=service.url, timeout=OPEN_TIMEOUT_S)
             )
-        r = await http.get(service.url + "/metrics")
+        r = await http.get(service.metrics_url)
     assert r.status_code == 200, r.text
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(r.text):

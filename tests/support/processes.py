@@ -161,14 +161,22 @@ class ServiceProcess:
     """``python -m cartsync serve`` as a subprocess, the way an operator runs it."""
 
     def __init__(self, env: dict[str, str], *, port: int | None = None) -> None:
-        self.env = env
         self.port = port or free_port()
+        # /metrics is served on its own port; a copy, since callers share one env between
+        # several instances.
+        self.env = {"CARTSYNC_METRICS_PORT": str(free_port()), **env}
+        self.metrics_port = int(self.env["CARTSYNC_METRICS_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(env["CARTSYNC_DATA_DIR"]) / f"service-{self.port}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The private metrics port's /metrics (never on the API port)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, *, wait_ready: bool = True) -> ServiceProcess:
         Path(self.env["CARTSYNC_DATA_DIR"]).mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from cartsync.web.endpoints import (
     owner_view,
 )
 from cartsync.web.logs import RequestLogMiddleware
-from cartsync.web.metrics import Metrics, WorkerMetrics, metrics_endpoint
+from cartsync.web.metrics import Metrics, WorkerMetrics
 from cartsync.web.services import RateLimits, Services
 from cartsync.web.wheel import Wheel
 
@@ -75,14 +75,6 @@ PUBLIC: list[PublicRoute] = [
     *routes_account.PUBLIC,
     *routes_consent.PUBLIC,
     *routes_events.PUBLIC,
-    PublicRoute(
-        "GET",
-        "/metrics",
-        metrics_endpoint,
-        "Prometheus metrics (text exposition format)",
-        {200: Answer("Metrics", str, media="text/plain", example="cartsync_asyncio_tasks 12\n")},
-        name="metrics",
-    ),
     PublicRoute(
         "GET",
         "/openapi.json",

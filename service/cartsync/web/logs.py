@@ -21,6 +21,7 @@ import msgspec
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cartsync.web import tracing
 from cartsync.web.metrics import Metrics
 from cartsync.wire import ErrorBody, ErrorDetail
 
@@ -33,15 +34,34 @@ errors = logging.getLogger("cartsync.web")
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        record.trace_id = tracing.trace_id()
         return True
 
 
 def configure(fmt: str, level: str) -> None:
-    """Route every cartsync (and Hypercorn error) log line to stderr in the chosen format."""
+    """Route every cartsync log line to stderr in the chosen format."""
     root = logging.getLogger("cartsync")
     root.handlers[:] = [handler(fmt, sys.stderr)]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def server_logger(fmt: str) -> logging.Logger:
+    """Hypercorn's error log (start-up, shutdown, protocol errors) in the same format, for its
+    ``Config.errorlog``: left to itself it writes plain lines with a local-time stamp."""
+    server = logging.getLogger("hypercorn.error")
+    server.handlers[:] = [handler(fmt, sys.stderr)]
+    server.setLevel(logging.INFO)
+    server.propagate = False
+    return server
+
+
+def say(message: str) -> None:
+    """A ``cartsync serve`` start-up message as a log line (configured as JSON if not yet)."""
+    cli = logging.getLogger("cartsync.cli")
+    if not logging.getLogger("cartsync").handlers:
+        configure("json", "INFO")
+    cli.warning(message) if message.startswith("WARNING") else cli.info(message)
 
 
 def handler(fmt: str, stream: TextIO) -> logging.Handler:
@@ -50,8 +70,8 @@ def handler(fmt: str, stream: TextIO) -> logging.Handler:
     out.addFilter(_RequestIdFilter())
     if fmt == "json":
         out.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            _JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(trace_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                 timestamp=False,
             )
@@ -61,8 +81,22 @@ def handler(fmt: str, stream: TextIO) -> logging.Handler:
     return out
 
 
+def _utc(record: logging.LogRecord) -> str:
+    """RFC 3339 in UTC with milliseconds and a ``Z``: sortable, and no guessing the zone."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+class _JsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc(record)
+
+
 class _TextFormatter(logging.Formatter):
     """For people at a terminal: the stack of ``log_unexpected`` follows its line."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -135,6 +169,8 @@ class RequestLogMiddleware:
                 status = message["status"]
                 started = True
                 message["headers"] = [*message.get("headers", ()), echo]
+                # Now, while the server span is open: it ends with the response's last byte.
+                tracing.name_request(scope["method"], getattr(scope.get("route"), "path", None))
             await send(message)
 
         try:

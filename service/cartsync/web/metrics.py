@@ -1,15 +1,27 @@
-"""Prometheus metrics: HTTP by route and status, live sockets, events, Redis calls, pub/sub."""
+"""Prometheus metrics: HTTP by route and status, live sockets, events, Redis calls, pub/sub,
+the process and the Python runtime; served on their own port (``metrics_app``), never the API's."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from cartsync.storage.hub import Hub
 
@@ -62,6 +74,10 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_TasksCollector())
+        # process_* (CPU, memory, descriptors) and python_* (GC, version): the default
+        # registry's collectors, shared read-only by every app's registry in the process.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         # labels() checks and locks on every call; each label set's child is looked up once.
         self._http: dict[tuple[str, str, int], Histogram] = {}
         self._redis: dict[str, Histogram] = {}
@@ -123,9 +139,22 @@ class _TasksCollector(Collector):
         )
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
-    return metrics.render()
+def metrics_app(metrics: Metrics) -> Starlette:
+    """/metrics (and /healthz for the port's own probe) for the private metrics port: the
+    figures name routes, Redis calls and webhook endpoints, so they stay off the public port."""
+
+    async def render(request: Request) -> Response:
+        return metrics.render()
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/metrics", render, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
 
 
 class WorkerMetrics:
