@@ -112,6 +112,7 @@ def valid_body(body_type: type[Any] | None, victim: Victim) -> dict[str, Any] | 
         wire.AddWishItem: {"sku": "B-SKU"},
         wire.MoveToCart: {"qty": 1},
         wire.SetCollection: {"ready": True},
+        wire.RestoreCart: {"rev": 1, "reason": "authz"},
     }
     assert body_type in bodies, f"add an example body for {body_type.__name__}"
     return bodies[body_type]

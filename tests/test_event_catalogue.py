@@ -162,6 +162,9 @@ async def every_change(client: httpx.AsyncClient, tokens: Tokens, live: Frames, 
     merge = {"guest_token": guest, "strategy": "max"}
     await ok(await post("/v1/cart/merge", json=merge, headers=auth))
     await ok(await delete("/v1/cart", headers=auth))
+    support = {**tokens.headers("support", "agent-1"), "X-Support-Reason": "catalogue test"}
+    restore = {"rev": 3, "reason": "the customer asked", "wishlists": True}
+    await ok(await post(f"/v1/customers/{me}/cart/restore", json=restore, headers=support))
 
 
 async def test_every_event_type_decodes_with_the_catalogue(

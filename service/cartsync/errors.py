@@ -150,6 +150,7 @@ CODES: frozenset[str] = frozenset(
         "merge_not_claimed",
         "handoff_busy",
         "revision_mismatch",
+        "epoch_mismatch",
         # The body or a parameter breaks a rule (413, 415, 422)
         "payload_too_large",
         "unsupported_media_type",
@@ -163,6 +164,8 @@ CODES: frozenset[str] = frozenset(
         "unknown_op",
         "unknown_sku",
         "unknown_event_type",
+        "reason_required",
+        "restore_out_of_reach",
         # Try again later (429, 500, 503)
         "rate_limited",
         "internal_error",

@@ -42,7 +42,7 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
-MAPPED_ROLES = ("customer", "staff", "service")
+MAPPED_ROLES = ("customer", "staff", "service", "support")
 """The roles an identity provider's tokens may map to; guests are always cartsync's own."""
 
 
@@ -209,6 +209,8 @@ class Settings:
     customer_data_ttl_s: int = 90 * DAY
     idempotency_ttl_s: int = DAY
     event_log_max: int = 1000
+    history_days: float = 30.0
+    """Events older than this leave the log at the owner's next change (0: only the count cap)."""
     limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = 64 * 1024
     default_currency: str = "EUR"
@@ -283,6 +285,7 @@ class Settings:
                 customer_data_ttl_s=config("CUSTOMER_TTL_DAYS", cast=int, default=90) * DAY,
                 idempotency_ttl_s=config("IDEMPOTENCY_TTL_SECONDS", cast=int, default=DAY),
                 event_log_max=config("EVENT_LOG_MAX", cast=int, default=1000),
+                history_days=config("HISTORY_DAYS", cast=float, default=30.0),
                 limits=limits,
                 max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=64 * 1024),
                 default_currency=config("DEFAULT_CURRENCY", cast=str, default="EUR"),
@@ -351,6 +354,8 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be positive, got {value}")
+        if self.history_days < 0:
+            raise SettingsError("CARTSYNC_HISTORY_DAYS must be 0 (count cap only) or more")
         if not (len(self.default_currency) == 3 and self.default_currency.isupper()):
             raise SettingsError("CARTSYNC_DEFAULT_CURRENCY must be an ISO 4217 code like EUR")
         for name, spec in (

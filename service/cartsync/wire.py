@@ -65,6 +65,17 @@ class SetNote(Input):
     note: Note
 
 
+class RestoreCart(Input):
+    """Support puts the cart (and, asked, the wishlists) back as they were at ``rev``."""
+
+    rev: Revision
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    """Why (the customer's request, a ticket): recorded in the ``cart.restored`` event."""
+    wishlists: bool = False
+    epoch: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    """The epoch ``rev`` counts in, as support read it: another one is refused (409)."""
+
+
 class MergeCarts(Input):
     guest_token: Annotated[str, Meta(min_length=1, max_length=4096)]
     strategy: MergeStrategyName = "sum"
@@ -197,12 +208,28 @@ class GuestToken(Struct):
     expires_at: str
 
 
+class SupportRead(Struct):
+    """One look at a customer's data by support: when, who, why, and at what."""
+
+    at: str
+    agent: str
+    reason: str
+    what: str
+
+
 class Export(Struct):
     owner: str
     exported_at: str
     cart: Cart
     wishlists: list[Wishlist]
     events: list[Event]
+    support_reads: list[SupportRead] = msgspec.field(default_factory=list)
+    """Every read of this customer's data by support, newest first (docs/support.md)."""
+
+
+class RestoreResult(Struct):
+    rev: int
+    restored_rev: int
 
 
 class Erased(Struct):

@@ -67,6 +67,19 @@ class CartMerged(EventData):
     wishlists: list[Wishlist]
 
 
+class CartRestored(EventData):
+    """Support's restore to ``restored_rev`` (why: ``reason``): the whole cart lines, note and
+    wishlists after it, like a snapshot; the wishlists are unchanged unless
+    ``wishlists_restored``."""
+
+    restored_rev: int
+    reason: str
+    wishlists_restored: bool
+    note: str
+    lines: list[Line]
+    wishlists: list[Wishlist]
+
+
 class CartCollectionSet(EventData):
     ready: bool
 
@@ -121,6 +134,7 @@ EVENT_DATA: Final[dict[str, type[EventData]]] = {
     events.CART_CHECKED_OUT: CartCheckedOut,
     events.CART_MERGED: CartMerged,
     events.CART_COLLECTION_SET: CartCollectionSet,
+    events.CART_RESTORED: CartRestored,
     events.GRANT_STARTED: GrantStarted,
     events.GRANT_REVOKED: GrantRevoked,
     events.OWNER_ERASED: OwnerErased,

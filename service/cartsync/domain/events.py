@@ -13,6 +13,8 @@ CART_NOTE_SET: Final = "cart.note_set"
 CART_CHECKED_OUT: Final = "cart.checked_out"
 CART_MERGED: Final = "cart.merged"
 CART_COLLECTION_SET: Final = "cart.collection_set"
+CART_RESTORED: Final = "cart.restored"
+"""Support put the cart (and maybe the wishlists) back as they were at an earlier revision."""
 GRANT_STARTED: Final = "grant.started"
 GRANT_REVOKED: Final = "grant.revoked"
 OWNER_ERASED: Final = "owner.erased"
@@ -36,6 +38,7 @@ ALL: Final = frozenset(
         CART_MERGED,
         OWNER_ERASED,
         CART_COLLECTION_SET,
+        CART_RESTORED,
         GRANT_STARTED,
         GRANT_REVOKED,
         WISHLIST_CREATED,

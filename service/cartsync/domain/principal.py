@@ -19,6 +19,9 @@ class Role(enum.StrEnum):
     GUEST = "guest"
     STAFF = "staff"
     SERVICE = "service"
+    SUPPORT = "support"
+    """Customer service: reads any customer's data (each read audited, with a reason) and
+    restores a cart to an earlier revision; changes nothing else (docs/support.md)."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,10 @@ def own_data(principal: Principal) -> Owner:
 
 
 def customer_data(principal: Principal, customer_id: str) -> Owner:
-    """The owner a back-end service acts on through ``/v1/customers/{id}/...``."""
-    if principal.role is not Role.SERVICE:
-        raise Forbidden("only service tokens may act on other customers")
+    """The owner a back-end service (or support, web/support.py) reaches through
+    ``/v1/customers/{id}/...``."""
+    if principal.role not in (Role.SERVICE, Role.SUPPORT):
+        raise Forbidden("only service and support tokens may act on other customers")
     if not valid_subject(customer_id):
         raise InvalidInput("customer id must match [A-Za-z0-9._@:|+-]{1,128}", field="customer_id")
     return Owner(Role.CUSTOMER, customer_id)

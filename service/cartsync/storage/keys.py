@@ -87,6 +87,11 @@ class OwnerKeys:
         """Hash: device id -> the live socket's device JSON (label, kind, role, instance)."""
         return self._k("presence")
 
+    @property
+    def support_reads(self) -> str:
+        """List: support's reads of this owner's data, newest first (who, when, why, what)."""
+        return self._k("audit")
+
     def data_keys(self) -> list[str]:
         """The keys a mutation script receives, in the order the scripts expect."""
         return [

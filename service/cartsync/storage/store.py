@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Literal, TypeVar
 
@@ -166,6 +166,7 @@ class CartStore:
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
         outbox: OutboxConfig | None = None,
+        history_s: float = 0.0,
         hints: OutboxHints | None = None,
     ) -> None:
         self._outbox = outbox or OutboxConfig()
@@ -178,6 +179,10 @@ class CartStore:
         self.limits = limits
         self._currency = currency
         self._log_max = str(event_log_max)
+        # The log keeps its events for history_s (0: count cap only) and, every few revisions,
+        # the state after one (restore.lua), so a restore replays from inside the log.
+        self._history_s = history_s
+        self._snapshot_every = str(snapshot_every(event_log_max))
         self._idem_ttl_ms = idempotency_ttl_s * 1000
         self._guest_ttl_ms = str(guest_ttl_s * 1000)
         self._customer_ttl_ms = str(customer_ttl_s * 1000)
@@ -192,7 +197,7 @@ class CartStore:
         )
         # Back-office events are written by the same script as the change (docs/events.md).
         self._mutate = redis.register_script(
-            "\n".join(_script(name) for name in ("events", "outbox", "mutate"))
+            "\n".join(_script(name) for name in ("events", "outbox", "restore", "mutate"))
         )
         self._read = redis.register_script(_script("read"))
 
@@ -379,6 +384,8 @@ class CartStore:
             secrets.token_hex(16),  # the id of a new cart, if this change starts one
             self._currency,
             events,
+            history_cutoff(self._history_s),
+            self._snapshot_every,
         ]
         side = partition_of(owner.id, self._partitions)
         all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
@@ -492,6 +499,19 @@ class CartStore:
         finally:
             if self._observe is not None:
                 self._observe(call, time.perf_counter() - start, ok)
+
+
+def snapshot_every(event_log_max: int) -> int:
+    """A state snapshot every this many revisions: at least four stay in a full log."""
+    return max(1, min(50, event_log_max // 4))
+
+
+def history_cutoff(history_s: float) -> str:
+    """The time before which events leave the log ('' keeps them: count cap only)."""
+    if history_s <= 0:
+        return ""
+    cutoff = datetime.now(UTC) - timedelta(seconds=history_s)
+    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _digest(owner_id: str) -> str:

@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> Starlette:
             limits=settings.limits,
             currency=settings.default_currency,
             event_log_max=settings.event_log_max,
+            history_s=settings.history_days * 86400,
             idempotency_ttl_s=settings.idempotency_ttl_s,
             guest_ttl_s=settings.guest_data_ttl_s,
             customer_ttl_s=settings.customer_data_ttl_s,

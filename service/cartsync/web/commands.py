@@ -23,6 +23,7 @@ from cartsync.domain.pricing import Asked, Pricing
 from cartsync.domain.principal import Owner, Role
 from cartsync.errors import InvalidInput
 from cartsync.storage.store import CartStore
+from cartsync.web import support
 
 Payload = dict[str, Any]
 Params = Mapping[str, str]
@@ -314,6 +315,19 @@ COMMANDS: tuple[Command, ...] = (
         wire.MoveToCart,
         example={"qty": 1},
         price=_price_move,
+    ),
+    Command(
+        support.RESTORE,
+        "POST",
+        "/cart/restore",
+        "cart_restore",
+        support.restore_body,
+        "Support: put the cart (and, asked, the wishlists) back as they were at revision `rev`, "
+        "as one new change (`cart.restored`); support tokens only, at /v1/customers/{id}",
+        wire.RestoreResult,
+        wire.RestoreCart,
+        example={"rev": 3, "reason": "customer called: cart emptied by mistake"},
+        price=support.plan_restore,
     ),
 )
 

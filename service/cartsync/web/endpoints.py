@@ -22,7 +22,7 @@ from cartsync.domain.principal import (
 )
 from cartsync.errors import Forbidden, NotFound
 from cartsync.storage.store import Mutation, WriteContext
-from cartsync.web import inputs
+from cartsync.web import inputs, support
 from cartsync.web.commands import Command, Link, Pricer, fingerprint
 from cartsync.web.services import Services
 
@@ -143,7 +143,8 @@ def command_endpoint(command: Command) -> Endpoint:
         response=command.response,
         status=command.status,
         mutation=True,
-        staff=command.name != "checkout",  # paying is the shop's and the customer's step
+        # Paying is the shop's and the customer's step; restoring is support's.
+        staff=command.name not in ("checkout", support.RESTORE),
         also=command.also,
         example=command.example,
         links=command.links,
@@ -209,6 +210,7 @@ def owner_view(endpoint: Endpoint, mode: Mode) -> Callable[[Request], Awaitable[
         principal = await services.authenticate(request)
         owner = await resolve_owner(services, principal, mode, request.path_params)
         await services.rate_limit(principal)
+        await support.admit(services, principal, owner, endpoint.operation, request)
         device_id(request.headers.get("x-device-id"))  # refuse a bad header on reads too
         body: object = None
         if endpoint.body is not None:

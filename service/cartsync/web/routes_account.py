@@ -12,18 +12,21 @@ from cartsync.auth.tokens import new_guest_subject
 from cartsync.domain.principal import Role
 from cartsync.errors import CartsyncError, Forbidden
 from cartsync.storage.store import now_iso
+from cartsync.web import support
 from cartsync.web.endpoints import Answer, Call, Endpoint, PublicRoute, json_response
 from cartsync.web.services import Services
 
 
 async def export(call: Call[None]) -> Response:
     snap = await call.services.store.snapshot(call.owner, "all")
+    reads = await support.support_log(call.services).reads(call.owner)
     body = wire.Export(
         owner=call.owner.id,
         exported_at=now_iso(),
         cart=snap.cart,
         wishlists=snap.wishlists,
         events=snap.events,
+        support_reads=[wire.SupportRead(r.at, r.agent, r.reason, r.what) for r in reads],
     )
     return json_response(body, rev=snap.rev)
 
@@ -33,6 +36,7 @@ async def erase(call: Call[None]) -> Response:
     for grant in await store.grants(call.owner):
         await store.drop_grant(grant.id)  # staff access ends with the data
     await store.erase(call.owner, call.actor)
+    await support.support_log(call.services).forget(call.owner)
     return json_response(wire.Erased(erased=True))
 
 

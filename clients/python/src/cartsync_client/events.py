@@ -25,6 +25,7 @@ EVENT_TYPES: Final = frozenset(
         "cart.checked_out",  # {cart_id, ...}: the old cart; the new one is empty
         "cart.merged",  # {lines, wishlists}: the whole state after the merge
         "cart.collection_set",  # {ready}
+        "cart.restored",  # {restored_rev, reason, note, lines, wishlists}: support's restore
         "owner.erased",  # never logged: rev 0, an empty epoch; a snapshot follows
         "wishlist.created",  # {wishlist}
         "wishlist.renamed",  # {wishlist}

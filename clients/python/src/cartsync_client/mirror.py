@@ -116,6 +116,7 @@ class CartMirror:
             "cart.note_set": self._note_set,
             "cart.checked_out": self._checked_out,
             "cart.merged": self._merged,
+            "cart.restored": self._restored,
             "cart.collection_set": self._collection_set,
             "owner.erased": self._erased,
             "wishlist.created": self._wishlist_put,
@@ -250,6 +251,11 @@ class CartMirror:
         for w in data.wishlists:
             w.items.sort(key=lambda i: _seq(i.id))
         self._set_wishlists(data.wishlists)
+
+    def _restored(self, event: Event) -> None:
+        """Support put the cart back: the whole state, like a merge, note included."""
+        self._merged(event)
+        self.note = msgspec.convert(event.data, _Note).note
 
     def _wishlist_put(self, event: Event) -> None:
         w = msgspec.convert(event.data, _WishlistData).wishlist

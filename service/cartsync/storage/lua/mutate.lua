@@ -516,6 +516,11 @@ function ops.merge_apply()
   return {status = 200, type = 'cart.merged', data = data, body = {}}
 end
 
+-- A support agent's restore to an earlier revision (restore.lua), written like a merge.
+function ops.cart_restore()
+  return rs_restore(p, rev, guard, ops.merge_apply, K_META)
+end
+
 -- Entry -------------------------------------------------------------------------------------
 
 local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS}
@@ -601,7 +606,7 @@ if not res.unchanged then
   redis.call('HSET', K_META, 'updated_at', now)
   local event = '{"rev":' .. int(rev) .. ',"type":"' .. res.type .. '","data":' .. res.data
     .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
-  redis.call('XADD', K_LOG, 'MAXLEN', log_max, int(rev) .. '-0', 'e', event)
+  rs_append(K_LOG, K_META, K_LINES, K_WL, K_WLI, log_max, rev, event)
   if publish ~= '' then redis.call(publish, K_CHAN, event) end
   ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms)
 end
