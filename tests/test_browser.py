@@ -113,17 +113,21 @@ def test_the_tablet_shows_catalogue_names_prices_and_subtotal_in_chromium(
                 tokens.token("staff", "carol", store="s1"),
             )
             with httpx.Client(base_url=service.url, timeout=10) as http:
-                cart = http.get("/v1/cart", headers=tokens.headers("customer", customer)).json()
+                mine = tokens.headers("customer", customer)
+                history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+                cart = http.get("/v1/cart", headers=mine).json()
         finally:
             service.stop()
-    # The service's own reading of the cart agrees with what the tablet showed.
-    assert [(ln["title"], ln["qty"], ln["priced_by"]) for ln in cart["lines"]] == [
+    # The service's own reading of the order agrees with what the tablet and phone showed.
+    [order] = [e["data"]["checkout"] for e in history if e["type"] == "cart.checked_out"]
+    assert [(ln["title"], ln["qty"], ln["priced_by"]) for ln in order["lines"]] == [
         ("Organic T-shirt", 1, "catalog"),
         ("Slim jeans", 2, "catalog"),
         ("Blue mug", 1, "catalog"),
     ]
-    assert (cart["subtotal"], cart["item_count"]) == ("125.40", 4)
-    for name in ("tablet-catalogue.png", "phone-catalogue.png"):
+    assert order["note"] == "Gift wrap, please"
+    assert (cart["lines"], cart["item_count"]) == ([], 0)
+    for name in ("tablet-catalogue.png", "phone-catalogue.png", "phone-checkout.png"):
         shot = (SCREENSHOTS / name).stat()
         assert shot.st_size > 0, name
         assert shot.st_mtime >= started - 1, f"{name} is not from this run"

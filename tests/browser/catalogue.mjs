@@ -47,6 +47,28 @@ run(async ({ phone, tablet }) => {
   await subtotalReads(tablet, "125.40", "4");
   await row(phone, "MUG-7").locator(".what", { hasText: "Blue mug" }).waitFor(WAIT);
 
+  step("who changed what, line totals, and the subtotal on the phone");
+  assert.match(await row(tablet, "JEANS-2").locator(".changed-by").innerText(), /^Added by carol \(staff\) at /);
+  assert.match(await row(tablet, "JEANS-2").locator(".line-total").innerText(), /98\.00/);
+  assert.match(await row(phone, "JEANS-2").locator(".changed-by").innerText(), /^Added by carol at store s1 at /);
+  assert.match(await row(phone, "TSHIRT-1").locator(".changed-by").innerText(), /^Added by you at /);
+  await phone.locator("#activity", { hasText: "Carol at store s1 moved Blue mug to the cart, 1" }).waitFor(WAIT);
+  await phone.locator("#cart-subtotal", { hasText: "4 items" }).waitFor(WAIT);
+  assert.match(await phone.locator("#cart-subtotal").innerText(), /125\.40/);
+
   await shoot(tablet, "tablet-catalogue.png");
   await shoot(phone, "phone-catalogue.png");
+
+  step("the shopper leaves a note and checks out; the tablet's cart empties");
+  await phone.fill("#note", "Gift wrap, please");
+  await phone.click("#note-button");
+  await tablet.locator("#cart-note", { hasText: "Gift wrap, please" }).waitFor(WAIT);
+  await phone.click("#checkout-button");
+  await phone.locator("#checkout-summary", { hasText: "4 items" }).waitFor(WAIT);
+  assert.match(await phone.locator("#checkout-summary").innerText(), /125\.40/);
+  await shoot(phone, "phone-checkout.png");
+  await phone.click("#checkout-place");
+  await phone.locator("#checkout-done", { hasText: "Order placed: 3 lines" }).waitFor(WAIT);
+  await tablet.locator("#cart li.empty").waitFor(WAIT);
+  await shoot(phone, "phone-ordered.png");
 });

@@ -16,10 +16,12 @@ from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
 
-# Everything the pages load comes from this service; the websocket goes back to it too.
+# Everything the pages load comes from this service; the websocket goes back to it too. Images
+# may also come from any https origin: the catalogue's pictures live on the shop's CDN, and an
+# image can run nothing (scripts, styles and connections stay 'self').
 _HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; "
         "connect-src 'self' ws: wss:; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -43,9 +45,11 @@ def static_files() -> StaticFiles:
 
 
 def routes() -> list[BaseRoute]:
-    """``/staff`` (the store tablet), ``/demo`` (the shopper's phone) and ``/static``."""
+    """``/staff`` (the store tablet), ``/demo`` (the shopper's phone), ``/support`` (customer
+    service, docs/support.md) and ``/static``."""
     return [
         Route("/staff", page("staff.html"), methods=["GET"]),
         Route("/demo", page("demo.html"), methods=["GET"]),
+        Route("/support", page("support.html"), methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]

@@ -3,7 +3,9 @@
 import { CartsyncClient } from "/static/cartsync.js";
 import { $, el, flash, say } from "/static/dom.js";
 import { touchedIds } from "/static/events.js";
-import { formatTime } from "/static/format.js";
+import { narrate } from "/static/actors.js";
+import { formatMoney, formatTime } from "/static/format.js";
+import { cartTotals } from "/static/totals.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
 import { guessDevice, ownDevicesText } from "/static/presence.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
@@ -17,6 +19,7 @@ let client = null;
 let grantsTimer = null; // refreshes the list when the next grant expires: no event says so
 let handoffTimer = null; // hides the code when it expires
 const toFlash = new Set();
+const titles = new Map(); // line id -> name, to say what a removal removed
 const message = $("#message");
 const badge = $("#connection");
 
@@ -33,6 +36,10 @@ async function signIn(token) {
   showConnection(badge, client);
   client.addEventListener("event", (e) => {
     for (const id of touchedIds(e.detail)) toFlash.add(id);
+    if (e.detail.actor?.role === "staff") {
+      const said = narrate(e.detail, titles);
+      if (said) $("#activity").textContent = `${said[0].toUpperCase()}${said.slice(1)} at ${formatTime(e.detail.at ?? new Date().toISOString())}`;
+    }
     if (e.detail.type === "cart.collection_set") toFlash.add("collection");
     queueMicrotask(() => toFlash.clear());
     if (e.detail.type.startsWith("grant.")) refreshGrants();
@@ -111,10 +118,17 @@ const change = (action) => runChange(client, message, action);
 
 function renderCart(cart) {
   const list = $("#cart");
-  const rows = cart.lines.map((line) => cartLineRow(line, change));
+  for (const line of cart.lines) titles.set(line.id, line.title ?? line.sku);
+  const rows = cart.lines.map((line) => cartLineRow(line, change, cart.currency, "customer"));
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Your cart is empty")]));
   const ready = $("#collection-state");
   ready.hidden = !cart.ready_for_collection;
+  const totals = cartTotals(cart);
+  const subtotal = $("#cart-subtotal");
+  subtotal.hidden = !cart.lines.length;
+  subtotal.textContent = totals ? `Subtotal ${formatMoney(totals.subtotal, cart.currency)} · ${totals.units} ${totals.units === 1 ? "item" : "items"}` : "Some items have no price yet";
+  if (document.activeElement !== $("#note")) $("#note").value = cart.note ?? "";
+  $("#checkout-button").disabled = !cart.lines.length;
   for (const id of toFlash) flash(id === "collection" ? ready : list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
 }
 
@@ -126,8 +140,8 @@ function renderWishlist(wishlists) {
       "li",
       { dataset: { id: item.id, sku: item.sku } },
       describeLine(item),
-      el("button", { type: "button", onclick: () => change((c) => c.moveToCart("default", item.id, 1)) }, "Move to cart"),
-      el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeItem("default", item.id)) }, "Remove"),
+      el("button", { type: "button", "aria-label": `Move ${item.title ?? item.sku} to the cart`, onclick: () => change((c) => c.moveToCart("default", item.id, 1)) }, "Move to cart"),
+      el("button", { type: "button", class: "danger", "aria-label": `Remove ${item.title ?? item.sku} from the wishlist`, onclick: () => change((c) => c.removeItem("default", item.id)) }, "Remove"),
     ),
   );
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nothing on your wishlist")]));
@@ -150,6 +164,47 @@ $("#add-form").addEventListener("submit", (e) => {
 $("#wish-button").addEventListener("click", () => {
   const { sku, attrs } = formValues();
   if (sku) change((c) => c.addItem("default", { sku, attrs }));
+});
+
+// Note and checkout ------------------------------------------------------------------------------
+
+$("#note-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const note = $("#note").value.trim();
+  change((c) => c.setNote(note));
+});
+
+$("#checkout-button").addEventListener("click", () => {
+  const cart = client?.cart;
+  if (!cart?.lines.length) return;
+  const totals = cartTotals(cart);
+  $("#checkout-summary").textContent = totals
+    ? `${totals.units} ${totals.units === 1 ? "item" : "items"}, ${formatMoney(totals.subtotal, cart.currency)}. Place the order? The cart is then emptied for your next visit.`
+    : `${cart.lines.length} lines, some without a price yet. Place the order?`;
+  $("#checkout-confirm").hidden = false;
+  $("#checkout-done").hidden = true;
+  $("#checkout-place").focus();
+});
+
+$("#checkout-cancel").addEventListener("click", () => {
+  $("#checkout-confirm").hidden = true;
+  $("#checkout-button").focus();
+});
+
+$("#checkout-place").addEventListener("click", async () => {
+  try {
+    const result = await client.checkout();
+    if (result?.queued) throw new Error("offline");
+    const done = $("#checkout-done");
+    done.textContent = `Order placed: ${result.checkout.lines.length} ${result.checkout.lines.length === 1 ? "line" : "lines"}. Thank you!`;
+    done.hidden = false;
+    say(message, "");
+  } catch (error) {
+    say(message, error?.message === "offline" ? "You are offline: the order will be placed when the connection is back." : `The order was not placed: ${describeError(error)}`, "error");
+  } finally {
+    $("#checkout-confirm").hidden = true;
+    $("#checkout-button").focus();
+  }
 });
 
 // Hand-off and grants ----------------------------------------------------------------------------
@@ -201,7 +256,7 @@ async function refreshGrants() {
       "li",
       { dataset: { id: g.id } },
       el("span", { class: "what" }, el("span", { class: "sku" }, `${g.staff} · store ${g.store}`), el("span", { class: "muted" }, `until ${formatTime(g.expires_at)}`)),
-      el("button", { type: "button", class: "danger", onclick: () => revoke(g.id) }, "Revoke"),
+      el("button", { type: "button", class: "danger", "aria-label": `Revoke the access of ${g.staff} at store ${g.store}`, onclick: () => revoke(g.id) }, "Revoke"),
     ),
   );
   $("#grants").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nobody but you")]));

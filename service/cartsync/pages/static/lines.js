@@ -1,15 +1,17 @@
 // A cart line or a wishlist item as a row: name, sku, attributes, price and its buttons.
 
 import { el } from "/static/dom.js";
-import { attrsText, formatMoney } from "/static/format.js";
+import { actorName } from "/static/actors.js";
+import { attrsText, formatMoney, formatTime } from "/static/format.js";
 
 /** Title (or sku) over sku and attributes, for a cart line or a wishlist item. */
-export function describeLine(thing) {
+export function describeLine(thing, extra = null) {
   return el(
     "span",
     { class: "what" },
     el("span", { class: "sku" }, thing.title ?? thing.sku),
     el("span", { class: "muted" }, [thing.title ? thing.sku : null, attrsText(thing.attrs)].filter(Boolean).join(" · ")),
+    extra,
   );
 }
 
@@ -26,20 +28,41 @@ function linePrice(line, currency) {
   );
 }
 
-/** A cart line with its price, −/+ and Remove buttons; `change` runs what they ask for. */
-export function cartLineRow(line, change, currency) {
+/** The catalogue's picture of a line: https only (the pages' CSP allows https images, no scripts). */
+function lineImage(line) {
+  if (typeof line.image !== "string" || !line.image.startsWith("https://")) return null;
+  return el("img", { class: "thumb", src: line.image, alt: "", loading: "lazy", referrerpolicy: "no-referrer" });
+}
+
+/** qty x unit price, exactly (ten-thousandths), or null without a price. */
+function lineTotal(line, currency) {
+  const found = /^(\d{1,9})(?:\.(\d{1,4}))?$/.exec(line.unit_price ?? "");
+  if (!found) return null;
+  const cents = BigInt(found[1] + (found[2] ?? "").padEnd(4, "0")) * BigInt(line.qty);
+  return el("span", { class: "line-total", "aria-label": `Line total` }, formatMoney(Number(cents) / 10_000, line.currency ?? currency ?? "EUR"));
+}
+
+/**
+ * A cart line: picture, name, price, who changed it last and when, line total, −/+ and Remove;
+ * `change` runs what the buttons ask for; `viewer` is "customer" or "staff" (says "you" right).
+ */
+export function cartLineRow(line, change, currency, viewer = "customer") {
+  const name = line.title ?? line.sku;
+  const who = line.updated_by ? actorName(line.updated_by, viewer) : null;
   return el(
     "li",
     { dataset: { id: line.id, sku: line.sku } },
-    describeLine(line),
+    lineImage(line),
+    describeLine(line, who ? el("span", { class: "changed-by" }, `${line.added_at === line.updated_at ? "Added" : "Changed"} by ${who} at ${formatTime(line.updated_at)}`) : null),
     linePrice(line, currency),
     el(
       "span",
       { class: "qty" },
-      el("button", { type: "button", class: "secondary", "aria-label": `One less ${line.sku}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
-      el("output", { "aria-label": "quantity" }, String(line.qty)),
-      el("button", { type: "button", class: "secondary", "aria-label": `One more ${line.sku}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
+      el("button", { type: "button", class: "secondary", "aria-label": `One less ${name}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
+      el("output", { "aria-label": `Quantity of ${name}` }, String(line.qty)),
+      el("button", { type: "button", class: "secondary", "aria-label": `One more ${name}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
     ),
-    el("button", { type: "button", class: "danger", onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
+    lineTotal(line, currency),
+    el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
   );
 }

@@ -225,7 +225,7 @@ const change = (action) => runChange(tablet, message, action);
 
 function renderCart(cart) {
   const list = $("#cart");
-  const rows = cart.lines.map((line) => cartLineRow(line, change, cart.currency));
+  const rows = cart.lines.map((line) => cartLineRow(line, change, cart.currency, "staff"));
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "The cart is empty")]));
 
   const totals = cartTotals(cart);
@@ -277,7 +277,7 @@ function renderWishlists(wishlists) {
                 "li",
                 { dataset: { id: item.id, sku: item.sku } },
                 el("span", { class: "what" }, el("span", { class: "sku" }, item.title ?? item.sku), el("span", { class: "muted" }, [item.title ? item.sku : null, attrsText(item.attrs), item.note].filter(Boolean).join(" · "))),
-                el("button", { type: "button", onclick: () => change((c) => c.moveToCart(w.id, item.id, 1)) }, "Move to cart"),
+                el("button", { type: "button", "aria-label": `Add ${item.title ?? item.sku} to the cart`, onclick: () => change((c) => c.moveToCart(w.id, item.id, 1)) }, "Move to cart"),
               ),
             )
           : el("li", { class: "empty" }, "Nothing here"),
