@@ -21,6 +21,14 @@ Sku = Annotated[
 ]
 Qty = Annotated[int, Meta(ge=1, le=QTY_CEILING)]
 QtyOrZero = Annotated[int, Meta(ge=0, le=QTY_CEILING, description="0 removes the line")]
+QtyDelta = Annotated[
+    int,
+    Meta(
+        ge=-QTY_CEILING,
+        le=QTY_CEILING,
+        description="added to the stored quantity: every tap counts; 0 or less removes the line",
+    ),
+]
 AttrName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$(?!\n)")]
 AttrValue = Annotated[str, Meta(max_length=256)]
 Attrs = Annotated[
@@ -55,9 +63,11 @@ class AddLine(Input):
 
 class PatchLine(Input):
     min_properties: ClassVar[int] = 1
-    """``{}`` is refused (422): send qty, attrs or both. The OpenAPI schema says so."""
+    """``{}`` is refused (422): send qty or qty_delta, attrs, or both (as the OpenAPI says)."""
 
     qty: QtyOrZero | UnsetType = UNSET
+    qty_delta: QtyDelta | UnsetType = UNSET
+    """A change ("+1") rather than a value: a screen that is behind cannot undo another tap."""
     attrs: Attrs | UnsetType = UNSET
 
 

@@ -114,9 +114,13 @@ async def _price_move(b: wire.MoveToCart, p: Params, pricer: Pricer) -> Payload:
 
 
 def _patch_line(b: wire.PatchLine, p: Params) -> Payload:
-    if b.qty is msgspec.UNSET and b.attrs is msgspec.UNSET:
+    if b.qty is msgspec.UNSET and b.qty_delta is msgspec.UNSET and b.attrs is msgspec.UNSET:
         raise InvalidInput("send qty, attrs or both", code="invalid_field", field="qty")
-    payload = _present(line_id=p["line_id"], qty=b.qty)
+    if b.qty is not msgspec.UNSET and b.qty_delta is not msgspec.UNSET:
+        raise InvalidInput(
+            "send qty or qty_delta, not both", code="invalid_field", field="qty_delta"
+        )
+    payload = _present(line_id=p["line_id"], qty=b.qty, qty_delta=b.qty_delta)
     if not isinstance(b.attrs, msgspec.UnsetType):
         # Only the script knows the line's sku; it prefixes it to make the line key.
         payload["attrs"] = b.attrs
@@ -170,7 +174,7 @@ COMMANDS: tuple[Command, ...] = (
         "/cart/lines/{line_id}",
         "line_update",
         _patch_line,
-        "Change a line's quantity or attrs (qty 0 removes it)",
+        "Change a line's quantity (qty, or qty_delta added to it) or attrs (qty 0 removes it)",
         wire.PatchLineResult,
         wire.PatchLine,
         example={"qty": 3},

@@ -237,6 +237,8 @@ end
 function ops.line_update()
   local line = get_line(p.line_id)
   if not line then return nil, err('line_not_found', 'no such line in this cart', 'line_id') end
+  -- A delta is resolved here, against the stored quantity: taps made on a stale screen all count.
+  if p.qty_delta then p.qty = math.max(0, line.qty + p.qty_delta) end
   if p.qty == 0 then
     local e = guard()
     if e then return nil, e end
