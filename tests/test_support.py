@@ -272,7 +272,7 @@ async def test_restore_reaches_back_as_far_as_the_log_holds_a_snapshot(
 ) -> None:
     c = on_short_log
     me = tokens.headers("customer", customer_id)
-    carts = [[]]
+    carts: list[list[tuple[str, int]]] = [[]]
     for i in range(1, 21):
         r = await c.post("/v1/cart/lines", json={"sku": f"SKU-{i % 3}"}, headers=me)
         assert r.status_code in (200, 201)
