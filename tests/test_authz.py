@@ -264,7 +264,9 @@ async def test_bad_credentials_are_401_on_every_route(
 
 
 @pytest.mark.parametrize(
-    ("role", "store"), [("service", None), ("staff", "store-1")], ids=["service", "staff"]
+    ("role", "store"),
+    [("service", None), ("staff", "store-1"), ("support", None)],
+    ids=["service", "staff", "support"],
 )
 async def test_tokens_without_own_data_are_403_on_own_routes(
     role: str, store: str | None, victim: Victim, anon: httpx.AsyncClient, tokens: Tokens
@@ -334,6 +336,39 @@ async def test_service_token_reads_and_writes_the_named_customer(
 
     wishlists = await anon.get(f"{base}/wishlists", headers=headers)
     assert wishlists.content == (await alice.get("/v1/wishlists")).content
+
+
+async def test_support_reads_every_route_with_a_reason_and_changes_nothing_but_restores(
+    victim: Victim, alice: httpx.AsyncClient, anon: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    """Support on every /v1/customers route: reads need a reason (422 without, nothing
+    recorded), then answer what the customer sees; every change but a restore is 403."""
+    before = await a_snapshot(alice)
+    support = tokens.headers("support", "agent-7")
+    why = {"X-Support-Reason": "authz matrix"}
+    reads = 0
+    for ep in ENDPOINTS:
+        params = {**victim.param_sets(ep)[0], "customer_id": victim.customer_id}
+        body = valid_body(ep.body, victim)
+        if ep.method == "GET":
+            r = await send(anon, ep, PREFIXES[1], params, body, support)
+            assert r.status_code == 422, (route_id(ep), r.text)
+            assert r.json()["error"]["code"] == "reason_required"
+            r = await send(anon, ep, PREFIXES[1], params, body, {**support, **why})
+            assert r.status_code == 200, (route_id(ep), r.text)
+            reads += 1
+        elif ep.operation != "restore_cart":
+            r = await send(anon, ep, PREFIXES[1], params, body, {**support, **why})
+            assert r.status_code == 403, (route_id(ep), r.text)
+            assert r.json()["error"]["code"] == "forbidden"
+    code = (await alice.post("/v1/handoffs")).json()["code"]
+    claim = await anon.post(f"/v1/handoffs/{code}/claim", headers=support)
+    assert claim.status_code == 403
+    after = await a_snapshot(alice)
+    listed = after.pop("export")
+    before.pop("export")
+    assert after == before
+    assert listed.count(b'"agent":"agent-7"') == reads
 
 
 async def test_service_token_on_an_unknown_customer_sees_an_empty_cart(
