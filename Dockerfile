@@ -40,6 +40,8 @@ ENV PATH=/opt/cartsync/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
+# /metrics (CARTSYNC_METRICS_PORT), kept apart from the API port; publish it only to Prometheus.
+EXPOSE 9100
 # slim has no curl; the venv's python asks /healthz (process up, not Redis: that is /readyz).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:' + os.environ.get('CARTSYNC_PORT', '8000') + '/healthz'; sys.exit(0 if urllib.request.urlopen(url, timeout=2).status == 200 else 1)"]
