@@ -35,7 +35,7 @@ def served_routes() -> set[tuple[str, str]]:
     app = create_app(settings)  # routes only: the lifespan (Redis) never runs
     out = set()
     for route in app.routes:
-        if isinstance(route, Route) and route.path not in ("/staff", "/demo"):
+        if isinstance(route, Route) and route.path not in ("/staff", "/demo", "/support"):
             out |= {(route.path, m.lower()) for m in route.methods or () if m != "HEAD"}
     return out
 
