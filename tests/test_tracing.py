@@ -1,5 +1,6 @@
 """Tracing: a mutation's trace reaches an OTLP/HTTP receiver, continuing the caller's
-``traceparent`` down to Redis; with tracing off, the service runs without the SDK installed."""
+``traceparent`` down to Redis and on to the catalogue; a websocket op gets a span; with tracing
+off, the service runs without the SDK installed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -25,6 +27,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from tests.conftest import Tokens
+from tests.support.events import (
+    SECRET,
+    WorkerProcess,
+    events_env,
+    eventually,
+    receiving,
+    start_service,
+    target_env,
+)
+from tests.support.events import Receiver as WebhookReceiver
 from tests.support.processes import RedisProcess, ServiceProcess, free_port, service_env
 
 
@@ -134,13 +146,60 @@ def receiver() -> Iterator[Receiver]:
         found.thread.join(timeout=5)
 
 
+class Catalogue:
+    """The shop's product API on loopback: every SKU asked is a 1.00 EUR product; it keeps each
+    call's traceparent."""
+
+    def __init__(self) -> None:
+        self.traceparents: list[str | None] = []
+        seen = self.traceparents
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.headers.get("traceparent"))
+                skus = parse_qs(urlsplit(self.path).query).get("sku", [])
+                products = [
+                    {"sku": sku, "title": "Traced", "unit_price": "1.00", "currency": "EUR"}
+                    for sku in skus
+                ]
+                body = json.dumps({"products": products}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Iterator[Catalogue]:
+    found = Catalogue()
+    found.thread.start()
+    try:
+        yield found
+    finally:
+        found.server.shutdown()
+        found.server.server_close()
+        found.thread.join(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def traced(
-    redis_server: RedisProcess, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisProcess,
+    receiver: Receiver,
+    catalogue: Catalogue,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcess]:
     env = service_env(
         redis_server.url,
         tmp_path_factory.mktemp("traced"),
+        CARTSYNC_CATALOG_URL=catalogue.url,
         CARTSYNC_LOG_FORMAT="json",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
         OTEL_SERVICE_NAME="cartsync-under-test",
@@ -153,8 +212,12 @@ def traced(
         proc.stop()
 
 
-def test_a_mutation_continues_the_callers_trace_down_to_redis(
-    traced: ServiceProcess, receiver: Receiver, tokens: Tokens, customer_id: str
+def test_a_mutation_continues_the_callers_trace_down_to_redis_and_the_catalogue(
+    traced: ServiceProcess,
+    receiver: Receiver,
+    catalogue: Catalogue,
+    tokens: Tokens,
+    customer_id: str,
 ) -> None:
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
     r = httpx.post(
@@ -175,11 +238,16 @@ def test_a_mutation_continues_the_callers_trace_down_to_redis(
     assert server.service == "cartsync-under-test"
     assert server.attributes["http.route"] == "/v1/cart/lines"
     # One EVALSHA, or a NOSCRIPT one, SCRIPT LOAD and the retry on a fresh script cache.
-    redis_calls = [s for s in spans if s.kind == ProtoSpan.SPAN_KIND_CLIENT]
+    redis_calls = [s for s in spans if s.attributes.get("db.system") == "redis"]
     assert "EVALSHA" in {s.name for s in redis_calls}
     for call in redis_calls:
         assert ancestors(call, spans) == [server.name], call  # the request's children
     assert customer_id not in json.dumps([s.attributes for s in spans if s is server])
+
+    # The catalogue was asked for the line's price inside the trace, and told so.
+    (asked,) = [s for s in spans if s.kind == ProtoSpan.SPAN_KIND_CLIENT and s.name == "GET"]
+    assert ancestors(asked, spans) == [server.name]
+    assert f"00-{trace_id}-{asked.span_id}-01" in catalogue.traceparents
 
     deadline = time.monotonic() + 5
     logged: list[dict[str, object]] = []
@@ -260,3 +328,36 @@ def test_with_tracing_off_the_service_runs_without_the_sdk_installed(
         proc.terminate()
         proc.wait(timeout=15)
     assert "opentelemetry" not in log.read_text()
+
+
+async def test_a_webhook_delivery_carries_a_traceparent_of_an_exported_span(
+    private_redis: RedisProcess, receiver: Receiver, tmp_path: Path, tokens: Tokens
+) -> None:
+    """``cartsync worker`` with OTEL_* set: each delivery is a client span, sent along."""
+    hook = WebhookReceiver(free_port())
+    path = tmp_path / "webhooks.json"
+    path.write_text(json.dumps({"endpoints": [{"name": "crm", "url": hook.url, "secret": SECRET}]}))
+    service = start_service(private_redis, tmp_path, events_env(path))
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_SERVICE_NAME": "cartsync-worker-under-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    worker = WorkerProcess(
+        target_env(private_redis, tmp_path, events_env(path, **otel)), tmp_path / "worker.log"
+    ).start()
+    try:
+        h = tokens.headers("customer", f"cust-{secrets.token_hex(4)}")
+        async with receiving(hook), httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+            assert (await http.post("/v1/cart/lines", headers=h, json={"sku": "A"})).is_success
+            assert (await http.post("/v1/cart/checkout", headers=h)).is_success
+            await eventually(lambda: len(hook.received) >= 1, "the checkout delivered", 20)
+    finally:
+        worker.stop()
+        service.stop()
+    traceparent = hook.received[0].headers["traceparent"]
+    _, trace_id, span_id, _ = traceparent.split("-")
+    spans = eventually_spans(receiver, trace_id, {"POST"})
+    (delivery,) = [s for s in spans if s.span_id == span_id]
+    assert delivery.kind == ProtoSpan.SPAN_KIND_CLIENT
+    assert delivery.service == "cartsync-worker-under-test"

@@ -61,7 +61,10 @@ def say(message: str) -> None:
     cli = logging.getLogger("cartsync.cli")
     if not logging.getLogger("cartsync").handlers:
         configure("json", "INFO")
-    cli.warning(message) if message.startswith("WARNING") else cli.info(message)
+    if message.startswith("WARNING"):
+        cli.warning(message)
+    else:
+        cli.info(message)
 
 
 def handler(fmt: str, stream: TextIO) -> logging.Handler:
