@@ -163,6 +163,32 @@ def test_handoff_by_typed_code_and_by_camera_with_presence_in_chromium(
         assert shot.st_mtime >= started - 1, f"{name} is not from this run"
 
 
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_offline_taps_count_and_survive_a_reload_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    service = ServiceProcess(service_env(redis_server.url, tmp_path / "service")).start()
+    try:
+        run_scenario(
+            "offline.mjs",
+            service,
+            tokens.token("customer", customer),
+            tokens.token("staff", "emma", store="s1"),
+        )
+        with httpx.Client(base_url=service.url, timeout=10) as http:
+            mine = tokens.headers("customer", customer)
+            history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+    finally:
+        service.stop()
+    # Each tap once, in order, as a change of one: 1 -> 2 -> 3.
+    assert [(e["type"], e["data"]["line"]["qty"]) for e in history] == [
+        ("line.added", 1),
+        ("line.updated", 2),
+        ("line.updated", 3),
+    ]
+
+
 GRANT_TTL_S = 5
 """Long enough for the tablet to open the cart on a loaded machine, short enough to wait out."""
 

@@ -60,3 +60,22 @@ def test_the_page_modules_are_named_for_what_they_hold() -> None:
     """No grab-bag module (the old ui.js held DOM, money, tokens and errors at once)."""
     names = {p.stem for p in STATIC.glob("*.js")}
     assert not names & {"ui", "utils", "helpers", "common", "misc"}, names
+
+
+def _import_closure(entry: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(source for _, source in IMPORT.findall((STATIC / name).read_text()))
+    return seen
+
+
+def test_the_offline_shell_caches_everything_the_shopper_page_loads() -> None:
+    """A module missing from sw.js's list would break the page on an offline reload only."""
+    listed = set(re.findall(r'"(/[^"]*)"', (STATIC / "sw.js").read_text()))
+    wanted = {"/demo", "/static/style.css"} | {f"/static/{m}" for m in _import_closure("demo.js")}
+    assert listed == wanted

@@ -146,6 +146,8 @@ export interface NewLine {
 }
 
 export interface LinePatch {
+  /** Added to the stored quantity, instead of `qty`. */
+  qty_delta?: number;
   qty?: number;
   attrs?: Attrs;
 }
@@ -362,6 +364,8 @@ export declare class CartsyncClient extends EventTarget {
   getCart(options?: { ifNoneMatch?: number }): Promise<Cart | null>;
   addLine(line: NewLine, options?: MutationOptions): Mutation<{ rev: number; line: Line }>;
   patchLine(lineId: string, patch: LinePatch, options?: MutationOptions): Mutation<{ rev: number; line?: Line; removed?: string }>;
+  /** Add `delta` to the stored quantity (every tap counts; 0 or less removes the line). */
+  changeQty(lineId: string, delta: number, options?: MutationOptions): Mutation<{ rev: number; line?: Line; removed?: string }>;
   removeLine(lineId: string, options?: MutationOptions): Mutation<{ rev: number; removed: string }>;
   clearCart(options?: MutationOptions): Mutation<{ rev: number }>;
   setNote(note: string, options?: MutationOptions): Mutation<{ rev: number; note: string }>;

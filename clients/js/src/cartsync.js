@@ -443,6 +443,14 @@ export class CartsyncClient extends EventTarget {
     return this.#mutate("PATCH", `${this.prefix}/cart/lines/${segment(lineId)}`, patch, opts);
   }
 
+  /**
+   * Add `delta` (say +1 or -1) to a line's quantity on the server, against what it stores then:
+   * unlike `patchLine(id, {qty})` worked out from a screen, every tap counts, queued or not.
+   */
+  async changeQty(lineId, delta, opts) {
+    return this.#mutate("PATCH", `${this.prefix}/cart/lines/${segment(lineId)}`, { qty_delta: delta }, opts);
+  }
+
   async removeLine(lineId, opts) {
     return this.#mutate("DELETE", `${this.prefix}/cart/lines/${segment(lineId)}`, undefined, opts);
   }

@@ -82,6 +82,33 @@ test("changes made while the service is down are replayed in order, once, when i
   assert.equal(history.rev, baseline + 4);
 });
 
+test("two taps on + while the service is down add two, each once", async () => {
+  const { line } = await tablet.addLine({ sku: "TAP-1", qty: 1 });
+  const offline = nextEvent(tablet, "connection", (c) => c.state === "offline", 30_000);
+  await control("stop");
+  let taps;
+  try {
+    await offline;
+    // Both taps are made from a screen that says 1: as deltas, neither undoes the other.
+    taps = [await tablet.changeQty(line.id, 1), await tablet.changeQty(line.id, 1)];
+    for (const tap of taps) assert.equal(tap.queued, true);
+    assert.deepEqual(
+      tablet.queued.map((op) => op.body),
+      [{ qty_delta: 1 }, { qty_delta: 1 }],
+    );
+  } finally {
+    await control("start");
+  }
+  const answers = await Promise.all(taps.map((t) => t.settled));
+  assert.deepEqual(
+    answers.map((a) => a.line.qty),
+    [2, 3],
+  );
+  await until(() => tablet.pending === 0, "the queue to drain", 30_000);
+  const cart = await tablet.getCart();
+  assert.equal(cart.lines.find((l) => l.id === line.id).qty, 3);
+});
+
 test("a queued change the service refuses is dropped from the queue and its promise rejects", async () => {
   await until(() => tablet.connection === "open", "the live socket", 30_000);
   await control("stop");

@@ -37,6 +37,12 @@ def page(name: str) -> Callable[[Request], Awaitable[Response]]:
     return serve
 
 
+async def service_worker(request: Request) -> Response:
+    """The shopper page's offline shell, at the root so that its scope covers ``/demo``."""
+    headers = {**_HEADERS, "Content-Type": "text/javascript; charset=utf-8"}
+    return FileResponse(STATIC / "sw.js", headers=headers)
+
+
 def static_files() -> StaticFiles:
     # static/cartsync.js is a link to the JS client's one source (clients/js/src); Starlette
     # refuses files whose real path leaves the folder unless told to follow links. A request
@@ -50,6 +56,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/staff", page("staff.html"), methods=["GET"]),
         Route("/demo", page("demo.html"), methods=["GET"]),
+        Route("/sw.js", service_worker, methods=["GET"]),
         Route("/support", page("support.html"), methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]

@@ -6,6 +6,7 @@ import { touchedIds } from "/static/events.js";
 import { narrate } from "/static/actors.js";
 import { formatMoney, formatTime } from "/static/format.js";
 import { cartTotals } from "/static/totals.js";
+import { pendingText, withPending } from "/static/pending.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
 import { guessDevice, ownDevicesText } from "/static/presence.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
@@ -14,6 +15,7 @@ import { claimsOf } from "/static/tokens.js";
 const TOKEN_KEY = "cartsync.demo.token";
 const DEVICE_ID = "phone";
 const DEVICE_KEY = "cartsync.demo.device"; // this device's name, kept across sign-ins
+const CART_KEY = "cartsync.demo.cart"; // the last cart the service sent: shown on an offline reload
 
 let client = null;
 let grantsTimer = null; // refreshes the list when the next grant expires: no event says so
@@ -52,7 +54,12 @@ async function signIn(token) {
   const device = JSON.parse(localStorage.getItem(DEVICE_KEY) ?? "null") ?? guessDevice();
   $("#device-name").value = device.label;
   client.device(device.label, device.kind);
-  client.addEventListener("cart", (e) => e.detail && renderCart(e.detail));
+  client.addEventListener("cart", (e) => {
+    if (!e.detail) return;
+    localStorage.setItem(CART_KEY, JSON.stringify({ token: claims?.sub ?? null, cart: e.detail }));
+    renderCart();
+  });
+  client.addEventListener("queue", () => renderCart());
   client.addEventListener("wishlists", (e) => e.detail && renderWishlist(e.detail));
   client.addEventListener("connection", (e) => {
     if (e.detail.state === "closed" && e.detail.error) say(message, describeError(e.detail.error), "error");
@@ -60,6 +67,7 @@ async function signIn(token) {
   $("#who").textContent = claims ? `${claims.role === "guest" ? "guest" : claims.sub}` : "?";
   $("#signin").hidden = true;
   $("#shop").hidden = false;
+  renderCart(); // the last known cart and the changes still waiting, before the network answers
   try {
     await client.connect();
     say(message, "");
@@ -79,6 +87,7 @@ $("#device-form").addEventListener("submit", (e) => {
 });
 
 function signOut() {
+  localStorage.removeItem(CART_KEY); // nothing of this shopper stays on a shared device
   clearTimeout(grantsTimer);
   hideHandoff();
   client?.close();
@@ -116,7 +125,24 @@ $("#signout-button").addEventListener("click", signOut);
 
 const change = (action) => runChange(client, message, action);
 
-function renderCart(cart) {
+/** The live copy, else the last one this browser saw of this shopper, with waiting changes on top. */
+function currentCart() {
+  let cart = client?.cart;
+  if (!cart) {
+    const saved = JSON.parse(localStorage.getItem(CART_KEY) ?? "null");
+    const who = claimsOf(sessionStorage.getItem(TOKEN_KEY) ?? "")?.sub ?? null;
+    if (saved && saved.token === who) cart = saved.cart;
+  }
+  return cart && client ? withPending(cart, client.queued, client.prefix) : null;
+}
+
+function renderCart() {
+  const cart = currentCart();
+  const waiting = pendingText(client?.pending ?? 0);
+  const pending = $("#pending");
+  pending.textContent = waiting;
+  pending.hidden = !waiting;
+  if (!cart) return;
   const list = $("#cart");
   for (const line of cart.lines) titles.set(line.id, line.title ?? line.sku);
   const rows = cart.lines.map((line) => cartLineRow(line, change, cart.currency, "customer"));
@@ -278,5 +304,7 @@ async function revoke(grantId) {
 // Start ---------------------------------------------------------------------------------------
 
 showConnection(badge, null);
+// The offline shell; a browser without service workers (or a page not on https or localhost) works online only.
+navigator.serviceWorker?.register("/sw.js").catch(() => {});
 const remembered = sessionStorage.getItem(TOKEN_KEY);
 if (remembered) signIn(remembered);

@@ -6,7 +6,7 @@ export function el(tag, attrs = {}, ...children) {
   for (const [name, value] of Object.entries(attrs)) {
     if (value == null || value === false) continue;
     if (name.startsWith("on") && typeof value === "function") node.addEventListener(name.slice(2), value);
-    else if (name === "dataset") Object.assign(node.dataset, value);
+    else if (name === "dataset") for (const [k, v] of Object.entries(value)) v != null && (node.dataset[k] = v);
     else if (value === true) node.setAttribute(name, "");
     else node.setAttribute(name, String(value));
   }

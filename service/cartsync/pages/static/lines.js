@@ -49,20 +49,28 @@ function lineTotal(line, currency) {
 export function cartLineRow(line, change, currency, viewer = "customer") {
   const name = line.title ?? line.sku;
   const who = line.updated_by ? actorName(line.updated_by, viewer) : null;
+  const local = line.id.startsWith("pending-"); // added offline: the service has no id for it yet
   return el(
     "li",
-    { dataset: { id: line.id, sku: line.sku } },
+    { dataset: { id: line.id, sku: line.sku, pending: line.pending ? "true" : null } },
     lineImage(line),
-    describeLine(line, who ? el("span", { class: "changed-by" }, `${line.added_at === line.updated_at ? "Added" : "Changed"} by ${who} at ${formatTime(line.updated_at)}`) : null),
+    describeLine(
+      line,
+      line.pending
+        ? el("span", { class: "changed-by pending" }, "Waiting to be sent")
+        : who
+          ? el("span", { class: "changed-by" }, `${line.added_at === line.updated_at ? "Added" : "Changed"} by ${who} at ${formatTime(line.updated_at)}`)
+          : null,
+    ),
     linePrice(line, currency),
     el(
       "span",
       { class: "qty" },
-      el("button", { type: "button", class: "secondary", "aria-label": `One less ${name}`, disabled: line.qty <= 1, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty - 1 })) }, "−"),
+      el("button", { type: "button", class: "secondary", "aria-label": `One less ${name}`, disabled: local || line.qty <= 1, onclick: () => change((c) => c.changeQty(line.id, -1)) }, "−"),
       el("output", { "aria-label": `Quantity of ${name}` }, String(line.qty)),
-      el("button", { type: "button", class: "secondary", "aria-label": `One more ${name}`, disabled: line.qty >= 999, onclick: () => change((c) => c.patchLine(line.id, { qty: line.qty + 1 })) }, "+"),
+      el("button", { type: "button", class: "secondary", "aria-label": `One more ${name}`, disabled: local || line.qty >= 999, onclick: () => change((c) => c.changeQty(line.id, 1)) }, "+"),
     ),
     lineTotal(line, currency),
-    el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
+    el("button", { type: "button", class: "danger", "aria-label": `Remove ${name}`, disabled: local, onclick: () => change((c) => c.removeLine(line.id)) }, "Remove"),
   );
 }

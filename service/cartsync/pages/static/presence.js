@@ -7,7 +7,8 @@ const nameOf = (device) => device.label || `a ${KIND_WORD[device.kind] ?? "devic
 /** The shopper's own devices, for the phone: "Your devices: iPhone (this one), Laptop". */
 export function ownDevicesText(devices) {
   if (!devices) return "Your devices: not known while offline";
-  const own = devices.filter((d) => d.role !== "staff");
+  // This device first, then the others by name: the server's order is its own business.
+  const own = devices.filter((d) => d.role !== "staff").sort((a, b) => (b.you ? 1 : 0) - (a.you ? 1 : 0) || nameOf(a).localeCompare(nameOf(b)));
   const names = own.map((d) => (d.you ? `${nameOf(d)} (this one)` : nameOf(d)));
   const staff = devices.filter((d) => d.role === "staff");
   const helping = staff.length ? ` · store staff connected: ${staff.map((d) => `${nameOf(d)} at ${d.store ?? "the store"}`).join(", ")}` : "";

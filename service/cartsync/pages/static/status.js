@@ -9,14 +9,25 @@ const CONNECTION_TEXT = {
   closed: "Not connected",
 };
 
-/** Keep a badge showing the client's connection state (`data-state` for the colour). */
+let showCurrent = null; // the badge's one renderer, for the browser's online/offline signal
+globalThis.addEventListener("online", () => showCurrent?.());
+globalThis.addEventListener("offline", () => showCurrent?.());
+
+/**
+ * Keep a badge showing the connection (`data-state` for the colour): the client's socket, and
+ * the browser's own online/offline signal at once (a socket notices a dead network only when
+ * its heartbeat goes unanswered).
+ */
 export function showConnection(badge, client) {
-  const show = (state) => {
+  const show = () => {
+    if (showCurrent !== show) return; // a later client took the badge over
+    const state = client && !navigator.onLine ? "offline" : client ? client.connection : "closed";
     badge.dataset.state = state;
     badge.textContent = CONNECTION_TEXT[state] ?? state;
   };
-  show(client ? client.connection : "closed");
-  client?.addEventListener("connection", (e) => show(e.detail.state));
+  showCurrent = show;
+  show();
+  client?.addEventListener("connection", show);
 }
 
 export function describeError(error) {
@@ -26,15 +37,15 @@ export function describeError(error) {
   return error?.message || String(error);
 }
 
-/** Run `action(client)`; say in `box` when the change was kept offline or refused. */
+/** Run `action(client)`; say in `box` when changes wait offline (until the last is sent) or were refused. */
 export async function runChange(client, box, action) {
   if (!client) return;
   try {
     const result = await action(client);
     if (result?.queued) {
-      say(box, "Offline: the change is kept and will be sent when the connection is back.");
+      say(box, "Offline: your changes are kept and will be sent when the connection is back.");
       result.settled.then(
-        () => say(box, ""),
+        () => client.pending === 0 && say(box, ""),
         (error) => say(box, describeError(error), "error"),
       );
     } else {
