@@ -199,6 +199,16 @@ async def test_support_reads_need_a_reason_and_the_export_lists_them(
     assert all(x["at"].endswith("Z") for x in reads)
 
 
+async def test_erasing_the_customer_erases_the_record_of_support_reads(
+    alice: httpx.AsyncClient, agent: httpx.AsyncClient, customer_id: str
+) -> None:
+    await alice.post("/v1/cart/lines", json={"sku": "SOCKS"})
+    assert (await agent.get(f"/v1/customers/{customer_id}/cart")).status_code == 200
+    assert len((await alice.get("/v1/me/export")).json()["support_reads"]) == 1
+    assert (await alice.delete("/v1/me")).status_code == 200
+    assert (await alice.get("/v1/me/export")).json()["support_reads"] == []
+
+
 async def test_support_changes_nothing_but_restores(
     alice: httpx.AsyncClient, agent: httpx.AsyncClient, customer_id: str
 ) -> None:
