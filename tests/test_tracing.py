@@ -362,3 +362,22 @@ async def test_a_webhook_delivery_carries_a_traceparent_of_an_exported_span(
     (delivery,) = [s for s in spans if s.span_id == span_id]
     assert delivery.kind == ProtoSpan.SPAN_KIND_CLIENT
     assert delivery.service == "cartsync-worker-under-test"
+
+
+def test_tracing_asked_for_without_the_sdk_stops_start_up_with_exit_2(tmp_path: Path) -> None:
+    env = service_env("redis://127.0.0.1:1/0", tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://x")
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None; "
+        "from cartsync.cli import main; sys.exit(main())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = [json.loads(x) for x in done.stderr.splitlines() if "OTEL_" in x]
+    assert "pip install 'cartsync[otel]'" in line["message"]

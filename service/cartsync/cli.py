@@ -175,10 +175,11 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         port=settings.port if port is None else port,
     )
     settings.check()
-    from cartsync.web import logs
+    from cartsync.web import logs, tracing
 
     logs.configure(settings.log_format, settings.log_level)
     _LOG["json"] = settings.log_format == "json"
+    tracing.require()  # OTEL_* set without the otel extra: exit 2 now, not a traceback later
     if settings.worker == "embedded":
         webhook_endpoints(settings)  # a bad webhooks file stops start-up (exit 2)
     if TokenKeys.from_settings(settings).development:

@@ -12,11 +12,14 @@ the service runs without them installed.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cartsync.settings import SettingsError
 
 _SERVICE_NAME = "cartsync"
 _tracer: Any = None
@@ -35,6 +38,21 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
     return exporter == "otlp" or any(env.get(name) for name in endpoints)
 
 
+def require(env: Mapping[str, str] = os.environ) -> None:
+    """Stop start-up (SettingsError) when OTEL_* asks for tracing the install cannot do."""
+    if not wanted(env):
+        return
+    try:
+        found = importlib.util.find_spec("opentelemetry.sdk") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise SettingsError(
+            "OTEL_* variables turn tracing on, but the OpenTelemetry packages are not installed:"
+            " pip install 'cartsync[otel]', or unset OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+
+
 @contextlib.contextmanager
 def enabled(env: Mapping[str, str] = os.environ) -> Iterator[None]:
     """Set up the SDK for the process when ``wanted``; on exit, flush what is still queued."""
@@ -42,6 +60,7 @@ def enabled(env: Mapping[str, str] = os.environ) -> Iterator[None]:
     if not wanted(env):
         yield
         return
+    require(env)
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
