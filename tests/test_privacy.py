@@ -72,7 +72,8 @@ async def test_export_holds_the_callers_data_only(
     r = await client.get("/v1/me/export", headers=alice)
     assert r.status_code == 200, r.text
     export = r.json()
-    assert set(export) == {"owner", "exported_at", "cart", "wishlists", "events"}
+    assert set(export) == {"owner", "exported_at", "cart", "wishlists", "events", "support_reads"}
+    assert export["support_reads"] == []  # nobody from customer service looked
     assert export["owner"] == f"c:{customer_id}"
     assert export["cart"]["owner"] == f"c:{customer_id}"
     assert {line["sku"]: line["qty"] for line in export["cart"]["lines"]} == {
