@@ -200,3 +200,40 @@ def test_every_stderr_line_of_a_json_service_is_json_with_a_utc_time(
     assert any("Running on" in r["message"] for r in records)  # Hypercorn's own start-up line
     for record in records:
         assert UTC_TIME.fullmatch(record["time"]), record
+
+
+def test_every_stderr_line_of_a_json_worker_is_json(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    metrics = free_port()
+    env = service_env(
+        redis_server.url,
+        tmp_path / "data",
+        CARTSYNC_LOG_FORMAT="json",
+        CARTSYNC_EVENTS="true",
+        CARTSYNC_WORKER_METRICS_PORT=str(metrics),
+    )
+    err = tmp_path / "stderr"
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cartsync", "worker"], env=env, stdout=stderr, stderr=stderr
+        )
+    try:
+        deadline, up = time.monotonic() + 30, False
+        while not up and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                up = httpx.get(f"http://127.0.0.1:{metrics}/healthz", timeout=1).is_success
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert up, err.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    records = [json.loads(line) for line in err.read_text().splitlines()]
+    assert any("webhook endpoints" in r["message"] for r in records)
+    assert any("Running on" in r["message"] for r in records)  # its metrics port, by Hypercorn
+    for record in records:
+        assert UTC_TIME.fullmatch(record["time"]), record

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors: return rather than exit
         return int(exc.code or 0)
-    if args.command == "serve":  # start-up messages in the log format the service will use
+    if args.command in ("serve", "worker"):  # messages in the format their logs will use
         _LOG["json"] = os.environ.get("CARTSYNC_LOG_FORMAT", "json") != "text"
     try:
         settings = Settings.from_env()
@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, host=args.host, port=args.port)
         if args.command in ("worker", "events"):
             from cartsync.events import cli as events_cli
-            from cartsync.web import tracing
+            from cartsync.web import logs, tracing
 
+            logs.configure(settings.log_format, settings.log_level)
             with tracing.enabled():  # webhook deliveries carry a traceparent when on
                 return events_cli.run(settings, args)
         data_dir_named = bool(os.environ.get(DATA_DIR_VARIABLE))
@@ -246,7 +247,7 @@ async def _run(
     from cartsync.web.app import create_app
     from cartsync.web.metrics import metrics_app
 
-    hypercorn_hooks.install(settings.ws_compression)
+    hypercorn_hooks.install(settings.ws_compression, max_message=hypercorn_hooks.MAX_MESSAGE)
 
     shutdown = asyncio.Event()
     apps: list[Any] = []
@@ -287,7 +288,7 @@ async def _run(
         config = Config()
         # Hypercorn adopts the bound socket by descriptor and closes it when it stops.
         config.bind = [f"fd://{listener.detach()}"]
-        config.websocket_max_message_size = 64 * 1024  # larger frames close with 1009
+        config.websocket_max_message_size = hypercorn_hooks.MAX_MESSAGE  # larger: close 1009
         # No websocket_ping_interval: Hypercorn 0.18's ping task outlives a closed socket and
         # holds its connection until graceful_timeout; live.py sends its own pings instead.
         config.keep_alive_max_requests = 100_000  # the default 1,000 drops busy clients' sockets

@@ -136,6 +136,7 @@ async def _worker(settings: Settings, metrics_port: int) -> None:
     from starlette.routing import Route
 
     from cartsync.storage.connection import connect
+    from cartsync.web import logs
     from cartsync.web.metrics import WorkerMetrics
 
     stop = asyncio.Event()
@@ -145,11 +146,9 @@ async def _worker(settings: Settings, metrics_port: int) -> None:
     registry = CollectorRegistry()
     redis = connect(settings)
     worker = build_worker(redis, settings, WorkerMetrics(registry))
-    print(
+    logs.say(  # a JSON line under CARTSYNC_LOG_FORMAT=json, like every line of the worker
         f"cartsync worker {worker.consumer}: {len(worker.endpoints)} webhook endpoints, "
-        f"{worker.outbox.partitions} outbox partitions",
-        file=sys.stderr,
-        flush=True,
+        f"{worker.outbox.partitions} outbox partitions"
     )
     tasks = [asyncio.create_task(worker.run(stop))]
     if metrics_port:
@@ -165,7 +164,7 @@ async def _worker(settings: Settings, metrics_port: int) -> None:
         config = Config()
         config.bind = [f"{settings.host}:{metrics_port}"]
         config.accesslog = None
-        config.errorlog = "-"
+        config.errorlog = logs.server_logger(settings.log_format)
         tasks.append(
             asyncio.create_task(serve(cast(ASGIFramework, app), config, shutdown_trigger=stop.wait))
         )

@@ -57,7 +57,7 @@ def server_logger(fmt: str) -> logging.Logger:
 
 
 def say(message: str) -> None:
-    """A ``cartsync serve`` start-up message as a log line (configured as JSON if not yet)."""
+    """A ``cartsync serve`` or ``worker`` message as a log line (JSON if not configured yet)."""
     cli = logging.getLogger("cartsync.cli")
     if not logging.getLogger("cartsync").handlers:
         configure("json", "INFO")
