@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from bench import fanout, growth, idle, mutation, propagation
+from bench import events, fanout, growth, idle, mutation, propagation
 from bench.harness import Report, unpin_self
 
 BENCHMARKS: dict[str, Callable[[bool], Report]] = {
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     propagation.NAME: propagation.run,
     fanout.NAME: fanout.run,
     idle.NAME: idle.run,
+    events.NAME: events.run,
 }
 """Every benchmark by name: a function of ``quick`` that starts, measures and stops."""
 

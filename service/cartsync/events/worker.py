@@ -39,6 +39,8 @@ log = logging.getLogger("cartsync.worker")
 _REDIS_DOWN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, rexc.ReadOnlyError)
 CHUNK = 256
 """Partitions per poll pipeline (a Cluster has 16,384)."""
+RUN = 50
+"""Events of one customer a delivery task sends in a row before it lets the poll decide."""
 
 
 class _Envelope(msgspec.Struct):
@@ -223,7 +225,16 @@ class Worker:
     async def _deliver(self, lease: Lease) -> None:
         try:
             async with self._slots[lease.endpoint]:
-                await self._attempt(lease)
+                # A customer's backlog goes out in one run (the ack leases the next event),
+                # up to a bound, so one busy customer cannot hold a slot for ever.
+                current: Lease | None = lease
+                for _ in range(RUN):
+                    if current is None:
+                        break
+                    current = await self._attempt(current)
+                if current is not None:
+                    await self.outbox.release(current, now_ms=int(self.clock() * 1000))
+                    self._due_now(current.partition)
         except _REDIS_DOWN as exc:
             log.warning(
                 "delivery bookkeeping failed (%s); the lease runs out and it is retried", exc
@@ -231,45 +242,47 @@ class Worker:
         finally:
             self._inflight[lease.endpoint] -= 1
 
-    async def _attempt(self, lease: Lease) -> None:
+    async def _attempt(self, lease: Lease) -> Lease | None:
+        """One delivery attempt; the owner's next event if this one is settled and it has one."""
         now = self.clock()
         if lease.endpoint == FEED_ENDPOINT:
             if lease.event:
                 await self.outbox.append_feed(lease.event, self.config.feed_max)
-            await self._done(lease, now)
-            return
+            return await self._done(lease, now)
         endpoint = self.endpoints.get(lease.endpoint)
         if not lease.event or endpoint is None or lease.endpoint in self._gone:
             reason = "gone" if lease.endpoint in self._gone else "event_missing"
-            await self._give_up(lease, reason, "")
-            return
+            return await self._give_up(lease, reason, "")
         envelope = _envelope.decode(lease.event)
         status = await self._send(endpoint, envelope.id, lease.event)
         now = self.clock()
         self.observer.attempt(endpoint.name, status)
         if status.isdigit() and 200 <= int(status) < 300:
-            await self._done(lease, now)
             self.observer.delivered(endpoint.name, max(0.0, now - _epoch(envelope.occurred_at)))
-            return
+            return await self._done(lease, now)
         if status == "410":
             log.warning("endpoint %s answered 410 Gone: nothing more is sent to it", endpoint.name)
             await self.outbox.mark_gone(endpoint.name, _iso(now))
             self._gone.add(endpoint.name)
-            await self._give_up(lease, "gone", status)
-            return
+            return await self._give_up(lease, "gone", status)
         first = lease.first_attempt_ms / 1000 if lease.first_attempt_ms else now
         if now - first >= self.config.retry_hours * 3600:
-            await self._give_up(lease, "retries_exhausted", status)
-            return
+            return await self._give_up(lease, "retries_exhausted", status)
         # Exponential backoff with full jitter (0 .. base * 2^attempts, capped).
         ceiling = min(self.config.retry_cap_s, self.config.retry_base_s * 2**lease.attempts)
         retry_at = now + random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
         await self.outbox.ack(lease, now_ms=int(now * 1000), retry_at_ms=int(retry_at * 1000))
         self._due_at(lease.partition, int(retry_at * 1000))
+        return None
 
-    async def _done(self, lease: Lease, now: float) -> None:
-        if await self.outbox.ack(lease, now_ms=int(now * 1000)) == 2:
+    async def _done(self, lease: Lease, now: float) -> Lease | None:
+        lease_end = int((now + self.config.visibility_s) * 1000)
+        outcome = await self.outbox.ack(lease, now_ms=int(now * 1000), take_next_ms=lease_end)
+        if isinstance(outcome, Lease):
+            return outcome
+        if outcome == 2:
             self._due_now(lease.partition)  # the owner's next event is due at once
+        return None
 
     def _due_now(self, partition: int) -> None:
         self._next_due[partition] = 0
@@ -277,11 +290,11 @@ class Worker:
     def _due_at(self, partition: int, at_ms: int) -> None:
         self._next_due[partition] = min(self._next_due.get(partition, at_ms), at_ms)
 
-    async def _give_up(self, lease: Lease, reason: str, last_status: str) -> None:
+    async def _give_up(self, lease: Lease, reason: str, last_status: str) -> Lease | None:
         # Dead letter first: a crash in between leaves the event queued (sent again), not lost.
         await self.outbox.dead_letter(lease, reason, last_status)
-        await self._done(lease, self.clock())
         self.observer.dead_letter(lease.endpoint, reason)
+        return await self._done(lease, self.clock())
 
     async def _send(self, endpoint: WebhookEndpoint, msg_id: str, body: bytes) -> str:
         """POST once; the status as text, or the error's name. The answer's body is not read."""

@@ -213,10 +213,19 @@ class Outbox:
             keys += [pk.queue(s.name), pk.ready(s.name), pk.attempts(s.name)]
         return keys
 
-    async def ack(self, lease: Lease, *, now_ms: int, retry_at_ms: int | None = None) -> int:
+    async def ack(
+        self,
+        lease: Lease,
+        *,
+        now_ms: int,
+        retry_at_ms: int | None = None,
+        take_next_ms: int = 0,
+    ) -> int | Lease:
         """Record a delivery (or a give-up) with ``retry_at_ms=None``, else a retry then.
 
-        0: the lease had moved on; 1: recorded; 2: recorded, and the owner has more queued."""
+        0: the lease had moved on; 1: recorded; 2: recorded, and the owner has more queued
+        (due now). With ``take_next_ms``, that next event comes back instead, leased to the
+        caller until then."""
         pk = PartitionKeys(lease.partition)
         keys = [
             pk.outbox,
@@ -226,8 +235,28 @@ class Outbox:
             pk.attempts(lease.endpoint),
         ]
         outcome = "done" if retry_at_ms is None else "retry"
-        args = [lease.owner, lease.outbox_id, outcome, now_ms, retry_at_ms or 0]
-        return int(await self._eval("ack", keys, args))
+        args = [lease.owner, lease.outbox_id, outcome, now_ms, retry_at_ms or 0, take_next_ms]
+        reply = await self._eval("ack", keys, args)
+        if not isinstance(reply, list):
+            return int(reply)
+        _, next_id, event = reply
+        if not next_id:
+            return 2
+        return Lease(
+            lease.partition, lease.endpoint, lease.owner, _text(next_id), bytes(event), 0, None
+        )
+
+    async def release(self, lease: Lease, *, now_ms: int) -> None:
+        """Hand a leased, unattempted event back: due now, for any worker."""
+        pk = PartitionKeys(lease.partition)
+        keys = [
+            pk.outbox,
+            pk.remaining,
+            pk.queue(lease.endpoint),
+            pk.ready(lease.endpoint),
+            pk.attempts(lease.endpoint),
+        ]
+        await self._eval("ack", keys, [lease.owner, lease.outbox_id, "release", now_ms, 0, 0])
 
     async def fire_deadline(self, due: DueDeadline, *, now_iso: str, now_ms: int) -> bool:
         """Write the deadline's event if it still stands; True if one was written."""
