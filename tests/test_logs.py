@@ -226,6 +226,8 @@ def test_every_stderr_line_of_a_json_worker_is_json(
             except httpx.TransportError:
                 time.sleep(0.1)
         assert up, err.read_text()
+        scraped = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+        assert "process_resident_memory_bytes" in scraped  # process and Python metrics on
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, err.read_text()
     finally:

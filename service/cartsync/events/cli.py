@@ -129,7 +129,6 @@ async def _worker(settings: Settings, metrics_port: int) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
     from hypercorn.typing import ASGIFramework
-    from prometheus_client import CollectorRegistry
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
@@ -137,13 +136,13 @@ async def _worker(settings: Settings, metrics_port: int) -> None:
 
     from cartsync.storage.connection import connect
     from cartsync.web import logs
-    from cartsync.web.metrics import WorkerMetrics
+    from cartsync.web.metrics import WorkerMetrics, runtime_registry
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    registry = CollectorRegistry()
+    registry = runtime_registry()  # process_* and python_* too
     redis = connect(settings)
     worker = build_worker(redis, settings, WorkerMetrics(registry))
     logs.say(  # a JSON line under CARTSYNC_LOG_FORMAT=json, like every line of the worker

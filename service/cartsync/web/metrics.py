@@ -28,11 +28,20 @@ from cartsync.storage.hub import Hub
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def runtime_registry() -> CollectorRegistry:
+    """A new registry with process_* (CPU, memory, descriptors) and python_* (GC, version):
+    prometheus-client's collectors, which read the process and share no state."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
 class Metrics:
     """One registry per app, so several apps in one process never share counters."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = runtime_registry()
         self.http = Histogram(
             "cartsync_http_request_duration_seconds",
             "HTTP requests by method, route template and status",
@@ -74,10 +83,6 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_TasksCollector())
-        # process_* (CPU, memory, descriptors) and python_* (GC, version): the default
-        # registry's collectors, shared read-only by every app's registry in the process.
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            self.registry.register(collector)
         # labels() checks and locks on every call; each label set's child is looked up once.
         self._http: dict[tuple[str, str, int], Histogram] = {}
         self._redis: dict[str, Histogram] = {}
