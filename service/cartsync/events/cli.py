@@ -16,7 +16,7 @@ from cartsync.events.runner import build_worker, webhook_endpoints
 from cartsync.settings import Settings, SettingsError
 from cartsync.storage.outbox import Outbox
 
-_FEED_ID = re.compile(r"\d+-\d+")
+_FEED_ID = re.compile(r"0|\d+-\d+")
 
 
 def add_commands(commands: Any) -> None:
