@@ -33,6 +33,10 @@ local function rs_append(k_log, k_meta, k_lines, k_wl, k_wli, log_max, rev, even
     redis.call('XADD', k_log, 'MAXLEN', log_max, id, 'e', event)
   end
   if rs_cutoff == '' then return end
+  -- Usually the oldest event is still inside the window: one entry read, nothing trimmed.
+  local head = redis.call('XRANGE', k_log, '-', '+', 'COUNT', 1)[1]
+  local head_at = string.match(head[2][2], '"at":"([^"]*)","epoch":"[^"]*"}$')
+  if head_at == nil or head_at >= rs_cutoff then return end
   local oldest = redis.call('XRANGE', k_log, '-', '+', 'COUNT', RS_TRIM_BATCH)
   local keep = nil
   for _, entry in ipairs(oldest) do
