@@ -21,6 +21,7 @@ import pytest
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.catalog import Catalogue
+from tests.support.oidc import Provider, keycloak_claims
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
 
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -186,6 +187,58 @@ def test_offline_taps_count_and_survive_a_reload_in_chromium(
         ("line.added", 1),
         ("line.updated", 2),
         ("line.updated", 3),
+    ]
+
+
+STAFF_IDLE_S = 6
+"""The tablet's idle limit in the sign-in scenario: the scenario waits it out once."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with Provider(path="/realms/shop") as provider:
+        provider.add_key("RSA", "kc-rsa-1")
+        provider.login = lambda: keycloak_claims(
+            provider, "emma", ["store-staff"], store_id="s1", exp=int(time.time()) + 600
+        )
+        env = service_env(
+            redis_server.url,
+            tmp_path / "service",
+            CARTSYNC_OIDC_ISSUER=provider.issuer,
+            CARTSYNC_OIDC_ROLE_CLAIM="realm_access.roles",
+            CARTSYNC_OIDC_ROLES="customer=shopper,staff=store-staff",
+            CARTSYNC_OIDC_STORE_CLAIM="store_id",
+            CARTSYNC_STAFF_SIGNIN_ISSUER=provider.issuer,
+            CARTSYNC_STAFF_IDLE_SECONDS=str(STAFF_IDLE_S),
+        )
+        service = ServiceProcess(env).start()
+        provider.clients["cartsync-tablet"] = f"{service.url}/staff"
+        customer_token = tokens.token("customer", customer)
+        header, claims, signature = customer_token.split(".")
+        try:
+            run_scenario(
+                "signin.mjs",
+                service,
+                customer_token,
+                "(none: the tablet signs in through the provider)",
+                CARTSYNC_BAD_TOKEN=f"{header}.{claims}.{signature[::-1]}",
+                CARTSYNC_STAFF_IDLE_SECONDS=str(STAFF_IDLE_S),
+            )
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                mine = tokens.headers("customer", customer)
+                history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+        finally:
+            service.stop()
+    # Two sign-ins, each a code exchanged once with its PKCE verifier.
+    assert [r["grant_type"] for r in provider.token_requests] == ["authorization_code"] * 2
+    assert all(len(r["code_verifier"]) >= 43 for r in provider.token_requests)
+    # The idle tablet ended its grant itself: the staff member is the actor, not the clock.
+    ended = [e["actor"] for e in history if e["type"] == "grant.revoked"]
+    assert ended == [
+        {"role": "staff", "id": keycloak_claims(provider, "emma", [])["sub"], "store": "s1"}
     ]
 
 

@@ -6,7 +6,11 @@ import ast
 import re
 from pathlib import Path
 
-from tests.support.processes import ROOT
+import httpx
+import pytest
+
+from cartsync.settings import Settings, SettingsError
+from tests.support.processes import ROOT, TEST_SECRET, ServiceProcess
 
 PACKAGE = ROOT / "service" / "cartsync"
 PAGES = PACKAGE / "pages"
@@ -26,10 +30,10 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_pages_use_the_api_only_over_http() -> None:
-    """Page code can be read without the API's: it imports nothing of cartsync but itself."""
+    """Page code can be read without the API's: of cartsync it imports itself and the settings."""
     for module in PAGES.glob("*.py"):
         ours = {n for n in _imports(module) if n.startswith("cartsync")}
-        foreign = {n for n in ours if not n.startswith("cartsync.pages")}
+        foreign = {n for n in ours if not n.startswith("cartsync.pages")} - {"cartsync.settings"}
         assert not foreign, f"{module.name} imports {sorted(foreign)}"
 
 
@@ -79,3 +83,18 @@ def test_the_offline_shell_caches_everything_the_shopper_page_loads() -> None:
     listed = set(re.findall(r'"(/[^"]*)"', (STATIC / "sw.js").read_text()))
     wanted = {"/demo", "/static/style.css"} | {f"/static/{m}" for m in _import_closure("demo.js")}
     assert listed == wanted
+
+
+def test_the_staff_sign_in_issuer_must_be_a_configured_one() -> None:
+    env = {"CARTSYNC_JWT_SECRETS": TEST_SECRET}
+    with pytest.raises(SettingsError, match="CARTSYNC_STAFF_SIGNIN_ISSUER"):
+        Settings.from_env({**env, "CARTSYNC_STAFF_SIGNIN_ISSUER": "https://sso.example/realms/x"})
+    with pytest.raises(SettingsError, match="CARTSYNC_STAFF_IDLE_SECONDS"):
+        Settings.from_env({**env, "CARTSYNC_STAFF_IDLE_SECONDS": "0"})
+
+
+def test_without_a_provider_the_tablet_offers_the_development_box(service: ServiceProcess) -> None:
+    answer = httpx.get(service.url + "/staff/sign-in.json", timeout=10)
+    assert answer.json() == {"provider": None, "idle_seconds": 600}
+    staff = httpx.get(service.url + "/staff", timeout=10)
+    assert "connect-src 'self' ws: wss:;" in staff.headers["content-security-policy"]

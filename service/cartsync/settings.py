@@ -223,6 +223,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     handoff_ttl_s: int = 120
     grant_ttl_s: int = 3600
+    staff_signin_issuer: str | None = None
+    """The issuer the store tablet page signs staff in with (authorization code with PKCE);
+    None: the page offers the development token box instead."""
+    staff_signin_client_id: str = "cartsync-tablet"
+    staff_idle_s: int = 600
+    """A store tablet left untouched this long signs out and ends its open grant."""
     claim_rate_limit: str = "10/minute"
     log_format: str = "json"
     log_level: str = "INFO"
@@ -300,6 +306,11 @@ class Settings:
                 cors_origins=_csv(config("CORS_ORIGINS", cast=str, default="")),
                 handoff_ttl_s=config("HANDOFF_TTL_SECONDS", cast=int, default=120),
                 grant_ttl_s=config("GRANT_TTL_SECONDS", cast=int, default=3600),
+                staff_signin_issuer=config("STAFF_SIGNIN_ISSUER", cast=str, default="") or None,
+                staff_signin_client_id=config(
+                    "STAFF_SIGNIN_CLIENT_ID", cast=str, default="cartsync-tablet"
+                ),
+                staff_idle_s=config("STAFF_IDLE_SECONDS", cast=int, default=600),
                 claim_rate_limit=config("CLAIM_RATE_LIMIT", cast=str, default="10/minute"),
                 log_format=config("LOG_FORMAT", cast=str, default="json"),
                 log_level=config("LOG_LEVEL", cast=str, default="INFO"),
@@ -338,6 +349,7 @@ class Settings:
             "CARTSYNC_GUEST_TOKEN_TTL_SECONDS": self.guest_token_ttl_s,
             "CARTSYNC_HANDOFF_TTL_SECONDS": self.handoff_ttl_s,
             "CARTSYNC_GRANT_TTL_SECONDS": self.grant_ttl_s,
+            "CARTSYNC_STAFF_IDLE_SECONDS": self.staff_idle_s,
             "CARTSYNC_REDIS_TIMEOUT_SECONDS": self.redis_timeout_s,
             "CARTSYNC_WS_PING_INTERVAL_SECONDS": self.ws_ping_interval_s,
             "CARTSYNC_WS_AUTH_TIMEOUT_SECONDS": self.ws_auth_timeout_s,
@@ -354,6 +366,13 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be positive, got {value}")
+        if self.staff_signin_issuer and self.staff_signin_issuer not in {
+            i.issuer for i in self.issuers
+        }:
+            raise SettingsError(
+                "CARTSYNC_STAFF_SIGNIN_ISSUER must be one of the configured issuers "
+                "(CARTSYNC_OIDC_ISSUER or CARTSYNC_ISSUERS_FILE)"
+            )
         if self.history_days < 0:
             raise SettingsError("CARTSYNC_HISTORY_DAYS must be 0 (count cap only) or more")
         if not (len(self.default_currency) == 3 and self.default_currency.isupper()):

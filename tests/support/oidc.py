@@ -7,12 +7,17 @@ back on the same port, and a count of the key set fetches it served.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -56,12 +61,66 @@ class Provider:
         """Entries served besides the public keys (an encryption key, private material...)."""
         self.jwks_fetches = 0
         self.discovery_fetches = 0
+        self.clients: dict[str, str] = {}
+        """Public clients (authorization code with PKCE): client id -> its one redirect URI."""
+        self.login: Callable[[], dict[str, Any]] | None = None
+        """The claims of whoever signs in at the authorization endpoint (no login form here)."""
+        self.signing_kid: str | None = None
+        self.token_requests: list[dict[str, str]] = []
+        self._codes: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def jwks_url(self) -> str:
         return self.issuer.rstrip("/") + "/protocol/openid-connect/certs"
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return self.issuer.rstrip("/") + "/protocol/openid-connect/auth"
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer.rstrip("/") + "/protocol/openid-connect/token"
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_url,
+            "authorization_endpoint": self.authorization_endpoint,
+            "token_endpoint": self.token_endpoint,
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
+    def authorize(self, query: dict[str, str]) -> str:
+        """The redirect an authorization request earns: ``?code&state``, or ``?error``."""
+        client, redirect = query.get("client_id", ""), query.get("redirect_uri", "")
+        if self.clients.get(client) != redirect or self.login is None:
+            raise ValueError("unknown client or redirect URI")
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            answer = {"error": "invalid_request", "state": query.get("state", "")}
+            return f"{redirect}?{urlencode(answer)}"
+        code = secrets.token_urlsafe(24)
+        self._codes[code] = (client, redirect, query.get("code_challenge", ""), self.login())
+        return f"{redirect}?{urlencode({'code': code, 'state': query.get('state', '')})}"
+
+    def exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """A token request: the code once, for its client, redirect URI and PKCE verifier."""
+        self.token_requests.append(form)
+        found = self._codes.pop(form.get("code", ""), None)
+        if form.get("grant_type") != "authorization_code" or found is None:
+            return 400, {"error": "invalid_grant"}
+        client, redirect, challenge, claims = found
+        verifier = form.get("code_verifier", "").encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()
+        asked = (form.get("client_id"), form.get("redirect_uri"), digest)
+        if asked != (client, redirect, challenge):
+            return 400, {"error": "invalid_grant"}
+        kid = self.signing_kid or self.published[0]
+        token = self.sign(claims, kid)
+        expires_in = int(claims["exp"]) - int(time.time())
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
 
     def add_key(self, kind: str = "RSA", kid: str | None = None) -> str:
         kid = kid or f"{kind.lower()}-{uuid.uuid4().hex[:8]}"
@@ -90,19 +149,45 @@ class Provider:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 base = provider.issuer.removeprefix(f"http://127.0.0.1:{provider.port}")
+                url = f"http://127.0.0.1:{provider.port}{self.path}"
                 if self.path == base.rstrip("/") + "/.well-known/openid-configuration":
                     provider.discovery_fetches += 1
-                    body = {"issuer": provider.issuer, "jwks_uri": provider.jwks_url}
-                elif f"http://127.0.0.1:{provider.port}{self.path}" == provider.jwks_url:
+                    body = provider.discovery()
+                elif url == provider.jwks_url:
                     provider.jwks_fetches += 1
                     body = provider.jwks()
+                elif url.split("?")[0] == provider.authorization_endpoint:
+                    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+                    try:
+                        location = provider.authorize(query)
+                    except ValueError as exc:  # never redirect to an unregistered URI
+                        self.send_error(400, str(exc))
+                        return
+                    self.send_response(302)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 else:
                     self.send_error(404)
                     return
+                self._json(200, body)
+
+            def do_POST(self) -> None:
+                if f"http://127.0.0.1:{provider.port}{self.path}" != provider.token_endpoint:
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                self._json(*provider.exchange(form))
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                # Browser pages call discovery and the token endpoint themselves (public clients).
+                self.send_header("Access-Control-Allow-Origin", "*")
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -132,7 +217,9 @@ class Provider:
         self.stop()
 
 
-def keycloak_claims(provider: Provider, username: str, roles: list[str], **extra: Any) -> dict:
+def keycloak_claims(
+    provider: Provider, username: str, roles: list[str], **extra: Any
+) -> dict[str, Any]:
     """An access token's claims as Keycloak issues them (realm roles, azp, typ, session)."""
     now = int(time.time())
     return {
@@ -157,7 +244,7 @@ def keycloak_claims(provider: Provider, username: str, roles: list[str], **extra
 AUTH0_NAMESPACE = "https://shop.example.com/"
 
 
-def auth0_claims(provider: Provider, user: str, roles: list[str], **extra: Any) -> dict:
+def auth0_claims(provider: Provider, user: str, roles: list[str], **extra: Any) -> dict[str, Any]:
     """An access token's claims as Auth0 issues them (namespaced custom claims, aud list)."""
     now = int(time.time())
     return {

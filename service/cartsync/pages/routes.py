@@ -1,46 +1,71 @@
-"""The pages' routes: two HTML documents and the folder of their files, with a strict CSP.
+"""The pages' routes: two HTML documents, the shopper page's offline shell, and their files.
 
 The pages talk to the service only through its public HTTP and websocket API (the JS client),
-so nothing here imports the API adapter in ``cartsync.web``.
+so nothing here imports the API adapter in ``cartsync.web``; the settings say how staff sign in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from cartsync.settings import Settings
+
 STATIC = Path(__file__).parent / "static"
 
-# Everything the pages load comes from this service; the websocket goes back to it too. Images
-# may also come from any https origin: the catalogue's pictures live on the shop's CDN, and an
-# image can run nothing (scripts, styles and connections stay 'self').
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; "
-        "connect-src 'self' ws: wss:; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+
+def _headers(connect_to: str = "") -> dict[str, str]:
+    """Everything the pages load comes from this service, and the websocket goes back to it.
+
+    Images may also come from any https origin: the catalogue's pictures live on the shop's
+    CDN, and an image can run nothing. ``connect_to`` adds the staff identity provider, whose
+    discovery document and token endpoint the tablet page calls itself.
+    """
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; "
+            f"connect-src 'self' ws: wss:{connect_to}; frame-ancestors 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
 
 
-def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+def page(name: str, connect_to: str = "") -> Callable[[Request], Awaitable[Response]]:
+    headers = _headers(connect_to)
+
     async def serve(request: Request) -> Response:
-        return FileResponse(STATIC / name, media_type="text/html", headers=_HEADERS)
+        return FileResponse(STATIC / name, media_type="text/html", headers=headers)
 
     return serve
 
 
 async def service_worker(request: Request) -> Response:
     """The shopper page's offline shell, at the root so that its scope covers ``/demo``."""
-    headers = {**_HEADERS, "Content-Type": "text/javascript; charset=utf-8"}
+    headers = {**_headers(), "Content-Type": "text/javascript; charset=utf-8"}
     return FileResponse(STATIC / "sw.js", headers=headers)
+
+
+def staff_sign_in(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """How the tablet page signs staff in: the provider to send them to, and the idle limit."""
+    provider = (
+        {"issuer": settings.staff_signin_issuer, "client_id": settings.staff_signin_client_id}
+        if settings.staff_signin_issuer
+        else None
+    )
+    body = {"provider": provider, "idle_seconds": settings.staff_idle_s}
+
+    async def serve(request: Request) -> Response:
+        return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+
+    return serve
 
 
 def static_files() -> StaticFiles:
@@ -50,13 +75,15 @@ def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC, check_dir=False, follow_symlink=True)
 
 
-def routes() -> list[BaseRoute]:
-    """``/staff`` (the store tablet), ``/demo`` (the shopper's phone), ``/support`` (customer
-    service, docs/support.md) and ``/static``."""
+def routes(settings: Settings) -> list[BaseRoute]:
+    """``/staff`` (the store tablet) and how it signs in, ``/demo`` (the shopper's page) and
+    its ``/sw.js``, and ``/static``."""
+    issuer = urlsplit(settings.staff_signin_issuer or "")
+    connect_to = f" {issuer.scheme}://{issuer.netloc}" if issuer.netloc else ""
     return [
-        Route("/staff", page("staff.html"), methods=["GET"]),
+        Route("/staff", page("staff.html", connect_to), methods=["GET"]),
+        Route("/staff/sign-in.json", staff_sign_in(settings), methods=["GET"]),
         Route("/demo", page("demo.html"), methods=["GET"]),
         Route("/sw.js", service_worker, methods=["GET"]),
-        Route("/support", page("support.html"), methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]

@@ -180,7 +180,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *(Route(r.path, r.view, methods=[r.method]) for r in PUBLIC),
         live_route,
-        *pages.routes(),
+        *pages.routes(settings),
     ]
     modes: tuple[tuple[str, Mode], ...] = (
         ("/v1", "self"),

@@ -29,11 +29,28 @@ const badge = $("#connection");
 
 async function signIn(token) {
   const claims = claimsOf(token);
-  if (claims && !["customer", "guest"].includes(claims.role)) {
+  if (!claims) {
+    say(message, "That is not a sign-in token: copy the whole token, or try as a guest.", "error");
+    return;
+  }
+  if (claims.role && !["customer", "guest"].includes(claims.role)) {
     say(message, `This is a ${claims.role} token; sign in with a customer token or try as a guest.`, "error");
     return;
   }
-  client = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  const candidate = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  // Asked first, so that a refused token never leaves a signed-in screen; offline, the shell
+  // goes on with the last cart it has.
+  const refused = await candidate.getCart().then(
+    () => null,
+    (error) => (error.status === 401 ? error : null),
+  );
+  if (refused) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    say(message, "The service did not accept this sign-in (expired or mistyped). Sign in again, or try as a guest.", "error");
+    $("#token").focus();
+    return;
+  }
+  client = candidate;
   sessionStorage.setItem(TOKEN_KEY, token);
   showConnection(badge, client);
   client.addEventListener("event", (e) => {
@@ -73,6 +90,11 @@ async function signIn(token) {
     say(message, "");
     await refreshGrants();
   } catch (error) {
+    if (error?.status === 401 || error?.code === "token_invalid") {
+      signOut(); // no dead "signed in" screen for a token the service refused
+      say(message, "The service did not accept this sign-in (expired or mistyped). Sign in again.", "error");
+      return;
+    }
     say(message, describeError(error), "error");
   }
 }
@@ -306,5 +328,9 @@ async function revoke(grantId) {
 showConnection(badge, null);
 // The offline shell; a browser without service workers (or a page not on https or localhost) works online only.
 navigator.serviceWorker?.register("/sw.js").catch(() => {});
-const remembered = sessionStorage.getItem(TOKEN_KEY);
+// The shop's app hands its token over in the fragment (/demo#token=...), which browsers never
+// send to a server; it is taken off the address bar at once.
+const handed = new URLSearchParams(location.hash.slice(1)).get("token");
+if (handed) history.replaceState(null, "", location.pathname);
+const remembered = handed ?? sessionStorage.getItem(TOKEN_KEY);
 if (remembered) signIn(remembered);

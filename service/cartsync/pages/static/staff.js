@@ -7,6 +7,7 @@ import { attrsText, formatMoney, formatTime } from "/static/format.js";
 import { cartLineRow } from "/static/lines.js";
 import { customerOnlineText } from "/static/presence.js";
 import { scanQr } from "/static/scanner.js";
+import { finishSignIn, idleTimer, signInSettings, startSignIn } from "/static/signin.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
 import { cartTotals } from "/static/totals.js";
@@ -19,6 +20,8 @@ const DEVICE_ID = "staff-tablet";
 const EXPIRY_GRACE_MS = 5_000;
 
 let staff = null; // the staff member's own client: claims codes
+let signInWith = { provider: null, idle_seconds: 600 }; // from /staff/sign-in.json
+let stopIdle = null;
 let tablet = null; // the client of one grant: the customer's data
 let grant = null;
 let expiryTimer = null;
@@ -33,16 +36,35 @@ function show(section) {
 
 // Signing in ------------------------------------------------------------------------------------
 
-function signIn(token) {
+/** A token from the provider or the development box: checked by the service before use. */
+async function signIn(token) {
   const claims = claimsOf(token);
-  if (claims && claims.role !== "staff") {
+  if (!claims) {
+    say(message, "That is not a sign-in token: copy the whole token and try again.", "error");
+    return;
+  }
+  if (claims.role && claims.role !== "staff") {
     say(message, `This is a ${claims.role} token; the tablet needs a staff token.`, "error");
     return;
   }
-  staff = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  const candidate = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  // Staff have no cart of their own: any answer but 401 means the service accepted the token.
+  const refused = await candidate.getCart().then(() => null, (error) => (error.status === 401 || error.code === "network_error" ? error : null));
+  if (refused) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    say(message, refused.status === 401 ? "The service did not accept this sign-in (expired or not a staff token). Sign in again." : describeError(refused), "error");
+    show("signin");
+    return;
+  }
+  staff = candidate;
   sessionStorage.setItem(TOKEN_KEY, token); // this tab only; never in the URL
-  $("#staff-name").textContent = claims?.sub ?? "staff";
-  $("#staff-store").textContent = claims?.store ?? "?";
+  $("#staff-name").textContent = claims.preferred_username ?? claims.name ?? claims.sub ?? "staff";
+  $("#staff-store").textContent = claims.store ?? claims.store_id ?? "your store";
+  stopIdle?.();
+  stopIdle = idleTimer(signInWith.idle_seconds, () => {
+    signOut();
+    say(message, `Signed out after ${Math.round(signInWith.idle_seconds / 60) || 1} minutes without use; any open cart was closed.`);
+  });
   say(message, "");
   show("claim");
   $("#code").focus();
@@ -59,11 +81,18 @@ function signIn(token) {
 function signOut() {
   if (grant) staff.endGrant(grant.id).catch(() => {}); // a shared tablet leaves no grant behind
   endAccess(null);
+  stopIdle?.();
+  stopIdle = null;
   staff = null;
   sessionStorage.removeItem(TOKEN_KEY);
   $("#staff-token").value = "";
   show("signin");
+  $(signInWith.provider ? "#provider-button" : "#staff-token").focus();
 }
+
+$("#provider-button").addEventListener("click", () => {
+  startSignIn(signInWith.provider, location.hash).catch((error) => say(message, error.message, "error"));
+});
 
 $("#signin-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -310,11 +339,34 @@ $("#ready-button").addEventListener("click", () => {
 
 // Start ---------------------------------------------------------------------------------------
 
-showConnection(badge, null);
-const remembered = sessionStorage.getItem(TOKEN_KEY);
-if (remembered) {
-  $("#staff-token").value = remembered;
-  signIn(remembered);
-} else {
-  show("signin");
+async function start() {
+  showConnection(badge, null);
+  try {
+    signInWith = await signInSettings();
+  } catch (error) {
+    say(message, error.message, "error");
+  }
+  $("#provider-signin").hidden = !signInWith.provider;
+  $("#signin-form").hidden = Boolean(signInWith.provider);
+  if (signInWith.provider) {
+    try {
+      const back = await finishSignIn(signInWith.provider);
+      if (back) {
+        if (back.carry) history.replaceState(null, "", `${location.pathname}${back.carry}`);
+        await signIn(back.token);
+        return;
+      }
+    } catch (error) {
+      say(message, error.message, "error");
+    }
+  }
+  const remembered = sessionStorage.getItem(TOKEN_KEY);
+  if (remembered) {
+    $("#staff-token").value = remembered;
+    await signIn(remembered);
+  } else {
+    show("signin");
+  }
 }
+
+start();
