@@ -64,6 +64,13 @@ HEADERS: Mapping[str, dict[str, Any]] = {
         "schema": {"type": "string", "pattern": rf"^(\*|{_ETAG})$"},
         "example": "*",
     },
+    "X-Support-Reason": {
+        "description": "Support tokens: why they read, 1 to 500 characters (required for them; "
+        "recorded and listed in the customer's export); percent-encoded UTF-8, docs/support.md",
+        # No maxLength: other tokens never read it, so a longer one is not refused for them.
+        "schema": {"type": "string"},
+        "example": "ticket%204711",
+    },
     "If-None-Match": {
         "description": "304 when the cart is still at one of these revisions (or *)",
         "schema": {"type": "string", "pattern": rf"^(\*|{_ETAG}( *, *{_ETAG})*)$"},
@@ -107,7 +114,11 @@ _PREFIXES: tuple[tuple[str, str, str, str], ...] = (
 
 _TAGS = [
     {"name": "own data", "description": "A customer's or guest's token: their own cart"},
-    {"name": "service", "description": "A service token (the shop's back end): any customer"},
+    {
+        "name": "service",
+        "description": "A service token (the shop's back end): any customer; a support token "
+        "(customer service): reads with a reason, and restores",
+    },
     {"name": "staff", "description": "A staff token holding a grant the customer gave"},
     {"name": "public", "description": "Tokens, hand-off claims, probes and metrics"},
 ]
@@ -198,6 +209,8 @@ def _owner_operation(
         headers += ["Idempotency-Key", "If-Match"]
     if ep.conditional:
         headers.append("If-None-Match")
+    if ep.method == "GET" and suffix == "ForCustomer":
+        headers.append("X-Support-Reason")
     params += [_header_param(name) for name in headers]
 
     success_headers = ("ETag", "Idempotent-Replayed") if ep.mutation else ("ETag",)
