@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 from tests.conftest import Tokens
 from tests.support.processes import ServiceProcess
@@ -172,6 +173,7 @@ EVERY_EVENT_TYPE = {
     "cart.note_set",
     "cart.checked_out",
     "cart.merged",
+    "cart.restored",
     "wishlist.created",
     "wishlist.renamed",
     "wishlist.deleted",
@@ -229,6 +231,13 @@ async def test_mirror_applies_every_event_type(
         await a.add_line("CAP-1")
         await a.merge(guest.token, strategy="sum")
         await check("merge")
+        # Customer service puts the cart and wishlists back as they were before the checkout.
+        support = {**tokens.headers("support", "agent"), "X-Support-Reason": "mirror test"}
+        restore = {"rev": 10, "reason": "the customer asked", "wishlists": True}
+        async with httpx.AsyncClient(base_url=service.url, headers=support) as desk:
+            r = await desk.post(f"/v1/customers/{customer_id}/cart/restore", json=restore)
+            assert r.status_code == 200, r.text
+        await check("restore")
         kinds = {e.type for e in (await a.history()).events}
     assert kinds == EVERY_EVENT_TYPE
     assert checks == [(label, True) for label, _ in checks]
