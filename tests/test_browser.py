@@ -71,6 +71,9 @@ def run_scenario(
             f"{script} failed ({code}):\n{output}\n\nservice log (tail):\n{service.log()}",
             pytrace=False,
         )
+    # What axe-core said of each screen (tests/browser/axe.mjs), beside the screenshots.
+    tallies = [line for line in output.splitlines() if line.startswith("axe ")]
+    (SCREENSHOTS / f"axe-{script.removesuffix('.mjs')}.txt").write_text("\n".join(tallies) + "\n")
     return output
 
 

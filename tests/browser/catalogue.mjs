@@ -6,6 +6,7 @@
 // TSHIRT-1 (19.90), JEANS-2 (49.00) and MUG-7 (7.50), all EUR. Run by tests/test_browser.py.
 import assert from "node:assert/strict";
 
+import { checkA11y } from "./axe.mjs";
 import { WAIT, phoneAdds, phoneShowsCode, phoneSignsIn, run, shoot, step, tabletClaims } from "./pages.mjs";
 
 const row = (page, sku) => page.locator(`#cart li[data-sku="${sku}"]`);
@@ -67,8 +68,11 @@ run(async ({ phone, tablet }) => {
   await phone.locator("#checkout-summary", { hasText: "4 items" }).waitFor(WAIT);
   assert.match(await phone.locator("#checkout-summary").innerText(), /125\.40/);
   await shoot(phone, "phone-checkout.png");
+  await checkA11y(phone, "phone: checkout review");
   await phone.click("#checkout-place");
   await phone.locator("#checkout-done", { hasText: "Order placed: 3 lines" }).waitFor(WAIT);
   await tablet.locator("#cart li.empty").waitFor(WAIT);
   await shoot(phone, "phone-ordered.png");
+  await checkA11y(phone, "phone: order placed");
+  await checkA11y(tablet, "tablet: catalogue cart after checkout");
 });

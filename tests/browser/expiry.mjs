@@ -6,6 +6,7 @@
 // Prints "grant <id>" so that tests/test_browser.py can check the service refuses it afterwards.
 import assert from "node:assert/strict";
 
+import { checkA11y } from "./axe.mjs";
 import { WAIT, need, phoneAdds, phoneShowsCode, phoneSignsIn, run, shoot, skusOn, step, tabletClaims } from "./pages.mjs";
 
 const TTL_MS = Number(need("CARTSYNC_GRANT_TTL_SECONDS")) * 1000;
@@ -55,6 +56,7 @@ run(async ({ phone, tablet }) => {
   const text = await tablet.locator("main").innerText();
   for (const gone of ["TSHIRT-1", "MUG-7"]) assert.ok(!text.includes(gone), `the tablet still shows ${gone}`);
   await shoot(tablet, "tablet-expired.png");
+  await checkA11y(tablet, "tablet: access expired");
 
   step("the hidden controls do nothing: the add form and the ready button");
   await tablet.locator("#add-form").evaluate((form) => form.requestSubmit());

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 
+import { checkA11y } from "./axe.mjs";
 import {
   BASE_URL,
   SCREENSHOTS,
@@ -28,6 +29,7 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await phoneSignsIn(phone);
   await phoneAdds(phone, "TSHIRT-1", { size: "M" });
   await phoneAdds(phone, "MUG-7", { wish: true });
+  await checkA11y(phone, "phone: the cart");
 
   step("the phone shows a hand-off code");
   const code = await phoneShowsCode(phone);
@@ -36,6 +38,12 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
     .evaluate((img) => img.decode().then(() => img.naturalWidth > 0, () => false));
   assert.ok(qrDrawn, "the QR code image did not load");
   await phone.locator("#handoff").screenshot({ path: join(SCREENSHOTS, "phone-code.png") });
+  await checkA11y(phone, "phone: the hand-off code");
+
+  await tablet.goto(`${BASE_URL}/staff`);
+  await tablet.locator("#staff-token").waitFor(WAIT);
+  await checkA11y(tablet, "tablet: development sign-in");
+  await shoot(tablet, "tablet-dev-signin.png");
 
   step("the tablet signs in, enters the code, and shows the cart within a second");
   await tabletClaims(tablet, code);
@@ -43,6 +51,8 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await tablet.locator('#wishlists li[data-sku="MUG-7"]').waitFor(WAIT);
   await tablet.locator('#connection[data-state="open"]').waitFor(WAIT);
   await phone.locator("#grants li button", { hasText: "Revoke" }).waitFor(WAIT);
+  await checkA11y(tablet, "tablet: the customer's cart");
+  await checkA11y(phone, "phone: helped by staff");
 
   step("the tablet adds an item; the phone shows it, highlighted");
   await tablet.fill("#add-sku", "JEANS-2");
@@ -87,6 +97,8 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await phone.locator("#grants li.empty").waitFor(WAIT);
 
   await shoot(tablet, "tablet-ended.png");
+  await checkA11y(tablet, "tablet: access ended");
+  await checkA11y(phone, "phone: access revoked");
   await shoot(phone, "phone-revoked.png");
 
   step("a guest tries the demo without a token");
@@ -94,6 +106,8 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   Object.assign(pages, { guest });
   watch(guest, "guest", problems);
   await guest.goto(`${BASE_URL}/demo`);
+  await checkA11y(guest, "phone: sign-in");
+  await shoot(guest, "phone-signin.png");
   await guest.click("#guest-button");
   await guest.locator('#connection[data-state="open"]').waitFor(WAIT);
   assert.equal(await guest.locator("#who").textContent(), "guest");

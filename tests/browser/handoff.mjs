@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 
+import { checkA11y } from "./axe.mjs";
 import { filmQr } from "./camera.mjs";
 import { BASE_URL, CUSTOMER_TOKEN, WAIT, launch, need, phoneAdds, phoneShowsCode, phoneSignsIn, run, shoot, skusOn, step, tabletSignsIn, watch } from "./pages.mjs";
 
@@ -38,6 +39,8 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await tablet.fill("#code", `${code.slice(0, 4)} ${code.slice(4, 7)}`);
   await tablet.click("#claim-button");
   await tablet.locator("#message.error", { hasText: "Type the 8 digits" }).waitFor(WAIT);
+  await checkA11y(tablet, "tablet: a mistyped code");
+  await shoot(tablet, "tablet-mistyped.png");
   await tablet.fill("#code", `${code.slice(0, 4)}-${code.slice(4)}`);
   assert.equal(await tablet.locator("#message").isHidden(), true, "the old error stays while typing");
   await tablet.click("#claim-button");
@@ -46,6 +49,7 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await tablet.locator('#customer-presence[data-online="yes"]', { hasText: "iPhone" }).waitFor(WAIT);
   await phone.locator("#devices", { hasText: "store staff connected: Store tablet at s1" }).waitFor(WAIT);
   await shoot(phone, "phone-helped.png");
+  await checkA11y(phone, "phone: devices and staff connected");
   await shoot(tablet, "tablet-typed.png");
 
   step('"Done with this customer" ends the grant on both screens');
@@ -70,6 +74,7 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
     await scanner.click("#scan-button");
     await scanner.locator("#scanner:not([hidden])").waitFor(WAIT);
     await shoot(scanner, "tablet-scanning.png");
+    await checkA11y(scanner, "tablet: scanning");
     await scanner.locator('#cart li[data-sku="TSHIRT-1"]').waitFor({ timeout: 30_000 });
     console.log(`scanned with ${await scanner.locator("#scan-video").getAttribute("data-reader")}`);
     const granted = await phone.locator("#grants li[data-id]").getAttribute("data-id");

@@ -5,6 +5,7 @@
 // device of the same shopper agrees.
 import assert from "node:assert/strict";
 
+import { checkA11y } from "./axe.mjs";
 import { openRelay } from "./relay.mjs";
 import { BASE_URL, CUSTOMER_TOKEN, WAIT, phoneAdds, run, shoot, step } from "./pages.mjs";
 
@@ -35,6 +36,7 @@ run(async ({ phone, tablet, problems }) => {
     assert.equal(await qtyOf(phone, "SOCKS-5"), "3");
     assert.equal(await phone.locator('#cart li[data-sku="SOCKS-5"]').getAttribute("data-pending"), "true");
     await shoot(phone, "phone-offline.png");
+    await checkA11y(phone, "phone: offline with waiting changes");
 
     step("a reload without network shows the cart and its waiting changes");
     await phone.reload();

@@ -7,6 +7,7 @@
 // Env as pages.mjs, plus CARTSYNC_BAD_TOKEN (a customer token with a broken signature).
 import assert from "node:assert/strict";
 
+import { checkA11y } from "./axe.mjs";
 import { BASE_URL, CUSTOMER_TOKEN, WAIT, need, phoneAdds, run, shoot, step, watch } from "./pages.mjs";
 
 const BAD_TOKEN = need("CARTSYNC_BAD_TOKEN");
@@ -24,11 +25,13 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await tablet.locator("#provider-button").waitFor(WAIT);
   assert.equal(await tablet.locator("#staff-token").isVisible(), false, "the token box shows with a provider");
   await shoot(tablet, "tablet-signin.png");
+  await checkA11y(tablet, "tablet: sign-in through the store's provider");
   await tablet.click("#provider-button");
   await tablet.locator("#claim:not([hidden])").waitFor(WAIT);
   assert.equal(await tablet.locator("#staff-name").textContent(), "emma");
   assert.equal(new URL(tablet.url()).search, "", "the authorization code stayed in the address bar");
   await shoot(tablet, "tablet-code.png");
+  await checkA11y(tablet, "tablet: enter or scan a code");
 
   step("a tablet opened from the phone's QR link signs in, then opens that cart");
   await phone.click("#handoff-button");
@@ -48,6 +51,7 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await linked.locator("#message", { hasText: "Signed out after" }).waitFor(WAIT);
   await phone.locator("#grants li.empty").waitFor(WAIT);
   await shoot(linked, "tablet-idle.png");
+  await checkA11y(linked, "tablet: signed out when idle");
 
   step("a mistyped token on the shopper's page is refused in plain words");
   const other = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
@@ -64,4 +68,5 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   assert.equal(await other.locator("#signin").isVisible(), true, "a refused token left a signed-in screen");
   assert.equal(await other.locator("#shop").isVisible(), false);
   await shoot(other, "phone-bad-token.png");
+  await checkA11y(other, "phone: a refused token");
 });

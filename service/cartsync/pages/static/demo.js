@@ -188,7 +188,7 @@ function renderWishlist(wishlists) {
       "li",
       { dataset: { id: item.id, sku: item.sku } },
       describeLine(item),
-      el("button", { type: "button", "aria-label": `Move ${item.title ?? item.sku} to the cart`, onclick: () => change((c) => c.moveToCart("default", item.id, 1)) }, "Move to cart"),
+      el("button", { type: "button", "aria-label": `Move to cart: ${item.title ?? item.sku}`, onclick: () => change((c) => c.moveToCart("default", item.id, 1)) }, "Move to cart"),
       el("button", { type: "button", class: "danger", "aria-label": `Remove ${item.title ?? item.sku} from the wishlist`, onclick: () => change((c) => c.removeItem("default", item.id)) }, "Remove"),
     ),
   );

@@ -306,7 +306,7 @@ function renderWishlists(wishlists) {
                 "li",
                 { dataset: { id: item.id, sku: item.sku } },
                 el("span", { class: "what" }, el("span", { class: "sku" }, item.title ?? item.sku), el("span", { class: "muted" }, [item.title ? item.sku : null, attrsText(item.attrs), item.note].filter(Boolean).join(" · "))),
-                el("button", { type: "button", "aria-label": `Add ${item.title ?? item.sku} to the cart`, onclick: () => change((c) => c.moveToCart(w.id, item.id, 1)) }, "Move to cart"),
+                el("button", { type: "button", "aria-label": `Move to cart: ${item.title ?? item.sku}`, onclick: () => change((c) => c.moveToCart(w.id, item.id, 1)) }, "Move to cart"),
               ),
             )
           : el("li", { class: "empty" }, "Nothing here"),
