@@ -23,6 +23,9 @@ def test_the_hooks_fit_the_installed_hypercorn() -> None:
     hypercorn_hooks.install("off")
     assert ws_stream.PerMessageDeflate is hypercorn_hooks.DeclinedDeflate  # type: ignore[attr-defined]
     assert hypercorn_hooks.installed()
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    assert TCPServer._close.__name__ == "_lingering_close"
     # The handshake still builds its extension list from that name.
     handshake = ws_stream.Handshake(
         [

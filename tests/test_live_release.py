@@ -218,3 +218,74 @@ async def test_a_send_that_cannot_finish_in_time_ends_the_session(
             assert await settled(svc, baseline) == baseline
             slow.ws.transport.resume_reading()
             assert await close_code(slow.ws, wait_s=30) == 1013
+
+
+async def frames_then_close(ws: object, wait_s: float = RELEASE_S) -> tuple[int | None, str]:
+    """Read until the server closes; its close code and reason (None: no close frame)."""
+    try:
+        async with asyncio.timeout(wait_s):
+            for _ in range(10_000):
+                await ws.recv()  # type: ignore[attr-defined]
+    except ConnectionClosed as closed:
+        received = closed.rcvd
+        return (received.code, received.reason) if received is not None else (None, "")
+    raise AssertionError("the server never closed the socket")
+
+
+async def test_a_close_with_the_clients_frames_still_in_flight_ends_tcp_cleanly(
+    tight: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    token = tokens.token("customer", customer_id)
+    baseline = await open_sockets(tight)
+    for _ in range(5):
+        async with dial(tight, subprotocols=bearer(token)) as ws:
+            assert (await next_frame(ws))["type"] == "hello"
+            # A refused frame, and pings the client had already sent before the close came.
+            await ws.send('{"type":"nope"}')
+            for _ in range(200):
+                await ws.send('{"type":"ping"}')
+            code, reason = await frames_then_close(ws)
+            assert code == 1008, "the close frame was lost (a reset, 1006)"
+            assert reason
+            async with asyncio.timeout(RELEASE_S):
+                await ws.wait_closed()  # the server ends TCP too
+    assert await settled(tight, baseline) == baseline
+    await still_welcome(tight, token)
+
+
+async def test_an_oversize_message_closes_1009_with_a_reason_and_frees_the_session(
+    tight: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    token = tokens.token("customer", customer_id)
+    baseline = await open_sockets(tight)
+    for _ in range(3):
+        async with dial(tight, subprotocols=bearer(token)) as ws:
+            assert (await next_frame(ws))["type"] == "hello"
+            await ws.send('{"type":"sync"}')
+            await ws.send(b"\x00" * 70_000)
+            for _ in range(33):
+                await ws.send('{"type":"ping"}')
+            code, reason = await frames_then_close(ws)
+            assert code == 1009
+            assert "64 KiB" in reason
+    assert await settled(tight, baseline) == baseline
+    await still_welcome(tight, token)
+
+
+async def test_revoking_a_grant_closes_a_staff_socket_that_never_synced(
+    tight: ServiceProcess, tokens: Tokens, customer_id: str
+) -> None:
+    from tests.test_consent import claim, handoff
+
+    me = tokens.headers("customer", customer_id)
+    staff_token = tokens.token("staff", "emp-5", store="s-1")
+    async with httpx.AsyncClient(base_url=tight.url, timeout=10) as http:
+        grant = await claim(
+            http, await handoff(http, me), {"Authorization": f"Bearer {staff_token}"}
+        )
+        protocols = [*bearer(staff_token), f"grant.{grant['id']}"]
+        async with dial(tight, subprotocols=protocols) as ws:
+            assert (await next_frame(ws))["type"] == "hello"
+            r = await http.delete(f"/v1/grants/{grant['id']}", headers=me)
+            assert r.status_code == 200
+            assert await close_code(ws, wait_s=RELEASE_S) == 4403

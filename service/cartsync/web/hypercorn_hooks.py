@@ -14,6 +14,11 @@ socket's memory (hypercorn#307 asks for a setting). ``CARTSYNC_WS_COMPRESSION`` 
 ``off`` declines the offer; ``on`` accepts it with small windows, a small zlib memory level and
 no context kept between messages, so an idle socket holds no zlib state at all.
 
+It also closes a connection the way a server that sends close frames must (RFC 6455 7.1.1):
+its FIN first, then, for half a second at most, the peer's, before the socket is closed.
+Hypercorn closes at once, and a peer whose bytes were still unread got a TCP reset, which
+made it discard the close frame it had not read yet (1006 instead of the code sent).
+
 ``install`` refuses to run against a Hypercorn whose stream no longer builds wsproto's
 ``Connection`` and ``PerMessageDeflate`` by those names, so an upgrade that would silently drop
 a hook fails loudly (and ``tests/test_hypercorn_hooks.py`` fails with it).
@@ -21,33 +26,77 @@ a hook fails loudly (and ``tests/test_hypercorn_hooks.py`` fails with it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zlib
 from collections.abc import Callable, Generator
 from typing import Literal
 
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.protocol import ws_stream
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import CloseConnection, Event
+from wsproto.events import CloseConnection, Event, Message
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 Compression = Literal["off", "on"]
 WINDOW_BITS = 11
 """2 KiB windows: a 200-line snapshot (64 KB of JSON) still shrinks by 94 % (15 bits: 94.5 %)."""
+MAX_MESSAGE = 64 * 1024
+"""The largest message a client may send (OWASP's suggestion); Hypercorn's default is 16 MiB."""
+MESSAGE_TOO_BIG = 1009
+TOO_BIG_REASON = "message over 64 KiB"
 MEM_LEVEL = 4
 """zlib's hash memory 8 KiB instead of 128 KiB, for 3.7 KB instead of 3.6 KB on that snapshot."""
 
 
+_CLOSE_SENT = frozenset({ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED})
+
+
 class _AnsweringConnection(Connection):
-    """A wsproto connection whose refused frames are answered with a close frame."""
+    """A wsproto connection whose refused frames are answered with a close frame, that says
+    why it closes for size, and that drops what may no longer be sent once it is closing."""
+
+    max_message = MAX_MESSAGE
+    """Set by ``install``; the same as Hypercorn's ``websocket_max_message_size``."""
+    _message_size = 0
 
     def events(self) -> Generator[Event, None, None]:
         for event in super().events():
+            if isinstance(event, Message) and self.state is ConnectionState.OPEN:
+                # An oversize message fails the connection here, like a parse failure:
+                # Hypercorn's own check closes 1009 but then stops at every further piece
+                # of the message, never reads the client's close, and never ends the TCP
+                # connection or tells the app.
+                self._message_size += len(event.data)
+                if self._message_size > self.max_message:
+                    event = CloseConnection(code=MESSAGE_TOO_BIG, reason=TOO_BIG_REASON)
+                elif event.message_finished:
+                    self._message_size = 0
             if isinstance(event, CloseConnection) and self.state is ConnectionState.OPEN:
-                # Only a parse failure yields a close in state OPEN (a close frame from the
-                # peer moves the state first): answer it as if the peer had sent it.
+                # Only a failure yields a close in state OPEN (a close frame from the peer
+                # moves the state first): answer it as if the peer had sent it.
                 self._state = ConnectionState.REMOTE_CLOSING
+                yield event
+                return
             yield event
+
+    def send(self, event: Event) -> bytes:
+        if isinstance(event, CloseConnection) and self.state in _CLOSE_SENT:
+            # Hypercorn closes 1009 again for every further piece of an oversize message
+            # that is still arriving; wsproto refuses a second close with an exception in the
+            # middle of Hypercorn's read loop, and the connection was never ended.
+            return b""
+        if isinstance(event, CloseConnection) and event.code == MESSAGE_TOO_BIG:
+            if not event.reason:
+                # Hypercorn closes an oversize message itself, with no reason.
+                event = CloseConnection(code=MESSAGE_TOO_BIG, reason=TOO_BIG_REASON)
+        elif not isinstance(event, CloseConnection) and self.state is not ConnectionState.OPEN:
+            # Hypercorn answers a ping that arrives after our close frame with a pong, which
+            # wsproto refuses with an exception in the middle of Hypercorn's read loop: the
+            # connection then never closed, or closed with a reset. Nothing more may be sent.
+            return b""
+        return super().send(event)
 
 
 class DeclinedDeflate(PerMessageDeflate):
@@ -111,8 +160,36 @@ _DEFLATE: dict[Compression, Callable[[], PerMessageDeflate]] = {
 }
 
 
-def install(compression: Compression = "off") -> None:
-    """Answer refused frames with a close frame; compress as ``compression`` says."""
+LINGER_S = 0.5
+"""Longest wait, after our FIN, for the peer's, before the socket is closed."""
+
+
+async def _lingering_close(self: TCPServer) -> None:
+    """Close as servers that send a close frame must: FIN first, then wait (briefly) for the
+    peer's FIN before closing the socket. Closing with the peer's bytes still unread makes
+    the kernel answer with a reset, which discards our close frame at the peer (it sees 1006):
+    it happened to clients that sent more frames after one the server refused."""
+    with contextlib.suppress(NotImplementedError, OSError, RuntimeError):
+        self.writer.write_eof()
+    reader = self.reader
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER_S):
+            # Nothing to wait on but the state of Hypercorn's own reader, whose task consumes
+            # what still arrives.
+            while not reader.at_eof() and not self.writer.is_closing():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    await _ORIGINAL_CLOSE(self)
+
+
+_ORIGINAL_CLOSE = TCPServer._close
+
+
+def install(compression: Compression = "off", max_message: int = MAX_MESSAGE) -> None:
+    """Answer refused frames with a close frame; compress as ``compression`` says; close
+    connections gracefully."""
+    _AnsweringConnection.max_message = max_message
+    if TCPServer._close is not _lingering_close:
+        TCPServer._close = _lingering_close  # type: ignore[method-assign]
     for name, original, ours in (
         ("Connection", Connection, (_AnsweringConnection,)),
         ("PerMessageDeflate", PerMessageDeflate, tuple(_DEFLATE.values())),

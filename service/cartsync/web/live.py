@@ -36,6 +36,7 @@ from cartsync.web.session import Session
 log = logging.getLogger("cartsync.live")
 
 _CLOSE_TIMEOUT_S: Final = 1.0
+_DRAIN_MAX: Final = 10_000
 PATH: Final = "/v1/ws"
 
 
@@ -109,7 +110,16 @@ async def _authenticate(
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    """Send the close frame, bounded in time: a peer that stopped reading never takes it."""
+    """Send the close frame, then read what the client had in flight until its close comes.
+
+    Both bounded in time (a peer that stopped reading never takes the frame). The reading
+    matters: Hypercorn hands each message that arrives to the app's queue and, once that is
+    full, stops reading the connection until the app takes one, so a client that sent a burst
+    before our close would never get its own close frame read, nor the connection ended.
+    """
     with contextlib.suppress(Exception):
         async with asyncio.timeout(_CLOSE_TIMEOUT_S):
             await websocket.close(code, reason[:120])  # a close reason is at most 123 bytes
+            for _ in range(_DRAIN_MAX):
+                if (await websocket.receive())["type"] == "websocket.disconnect":
+                    return

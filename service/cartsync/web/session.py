@@ -268,7 +268,15 @@ class Session:
     # From the hub --------------------------------------------------------------------------
 
     def deliver(self, event: Published) -> None:
-        if self._ended is not None or (self.position is None and self.wanted is None):
+        if self._ended is not None:
+            return
+        if self.grant is not None:
+            try:
+                self._check_grant(event.raw)  # ends a staff socket synced or not
+            except Close as close:
+                self.end(close)
+                return
+        if self.position is None and self.wanted is None:
             return  # not synced yet: the client's sync reads the log anyway
         queue = self._queue
         if queue is None:
