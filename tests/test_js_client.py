@@ -180,6 +180,7 @@ def suite_tokens(tokens: Tokens, ids: dict[str, str]) -> dict[str, str]:
         "refresh": tokens.token("customer", ids["refresh"]),
         "refresh-refused": refused(tokens.token("customer", ids["refresh"])),
         "staff": tokens.token("staff", f"staff-{uuid.uuid4().hex[:8]}", store="s1"),
+        "support": tokens.token("support", f"agent-{uuid.uuid4().hex[:8]}"),
     }
 
 

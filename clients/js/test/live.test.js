@@ -79,6 +79,18 @@ test("every kind of change keeps both copies equal to the service", async () => 
   await phone.addLine({ sku: "HAT-1" });
   await phone.clearCart();
   await assertInStep(phone, laptop);
+
+  // Customer service puts the cart (and wishlists) back as they were before the clear: a
+  // cart.restored event, which each copy takes like a snapshot.
+  const customer = (await phone.getCart()).owner.replace(/^c:/, "");
+  const restored = await fetch(`${BASE_URL}/v1/customers/${customer}/cart/restore`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token("support")}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ rev: phone.rev - 1, reason: "the customer asked", wishlists: true }),
+  });
+  assert.equal(restored.status, 200, await restored.clone().text());
+  await until(() => phone.cart.lines.some((l) => l.sku === "HAT-1"), "the restored line on the phone");
+  await assertInStep(phone, laptop);
 });
 
 test("a copy that was closed resumes from its revision with events, not a snapshot", async () => {
