@@ -191,6 +191,7 @@ class Settings:
     redis_sentinel_master: str = "cartsync-master"
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 100
+    redis_max_connections: int = 64
     host: str = "127.0.0.1"
     port: int = 8000
     metrics_port: int = 9100
@@ -273,6 +274,7 @@ class Settings:
                 ),
                 redis_wait_replicas=config("REDIS_WAIT_REPLICAS", cast=int, default=0),
                 redis_wait_timeout_ms=config("REDIS_WAIT_TIMEOUT_MS", cast=int, default=100),
+                redis_max_connections=config("REDIS_MAX_CONNECTIONS", cast=int, default=64),
                 host=config("HOST", cast=str, default="127.0.0.1"),
                 port=config("PORT", cast=int, default=8000),
                 metrics_port=config("METRICS_PORT", cast=int, default=9100),
@@ -342,6 +344,7 @@ class Settings:
         positive = {
             "CARTSYNC_PORT": self.port,
             "CARTSYNC_EVENT_LOG_MAX": self.event_log_max,
+            "CARTSYNC_REDIS_MAX_CONNECTIONS": self.redis_max_connections,
             "CARTSYNC_MAX_BODY_BYTES": self.max_body_bytes,
             "CARTSYNC_IDEMPOTENCY_TTL_SECONDS": self.idempotency_ttl_s,
             "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,

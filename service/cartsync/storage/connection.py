@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -77,11 +77,17 @@ def connect(settings: Settings) -> Redis | RedisCluster:
             socket_timeout=timeout,
             socket_connect_timeout=connect_timeout,
         )
-    return Redis.from_url(
+    # A bounded pool that waits for a free connection rather than opening another: a burst
+    # of sockets opening at once would otherwise leave as many idle connections behind as it
+    # had requests in flight (redis-py never shrinks a pool). Waiting longer than the Redis
+    # timeout answers 503 like any other unavailable Redis.
+    pool = BlockingConnectionPool.from_url(
         str(settings.redis_url),
+        max_connections=settings.redis_max_connections,
+        timeout=timeout,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         health_check_interval=15,
-        max_connections=256,
         socket_timeout=timeout,
         socket_connect_timeout=connect_timeout,
     )
+    return Redis(connection_pool=pool)
