@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 from tests.support.processes import service_env
 
+from bench import mutation
 from bench.harness import REPEATS, Cores, Report, processes
 from bench.load import closed, paced
-from bench.mutation import CONNECTIONS, Target, _ok
+from bench.mutation import CONNECTIONS, Target, _costed, _ok
 from bench.propagation import Tokens
 from bench.stats import Spread
 
@@ -62,6 +64,7 @@ class Receiver:
 
     arrivals: list[tuple[float, bytes]] = field(default_factory=list)
     port: int = 0
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> asyncio.Server:
         server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -69,6 +72,7 @@ class Receiver:
         return server
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -83,7 +87,16 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()
+
+    async def stop(self, server: asyncio.Server) -> None:
+        """Close the listener and every open connection, so no handler outlives the loop."""
+        server.close()
+        for writer in list(self.writers):
+            writer.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.1)  # the handlers see their connection end and return
 
     @property
     def url(self) -> str:
@@ -230,16 +243,23 @@ async def _measure(plan: Plan, tmp: Path, procs: Any, redis_url: str) -> dict[st
     }
     for target in targets.values():
         await closed(CONNECTIONS, 100_000, 1.0, target.add_line())
-    for _ in range(plan.repeats):
-        for label, target in targets.items():
-            run = await closed(CONNECTIONS, 500_000, plan.mutation_s, target.add_line())
-            out["mutation"]["add line", label].append(run.per_s)
-            run = await closed(CONNECTIONS, 500_000, plan.mutation_s, _wish(target))
-            out["mutation"]["add wishlist item", label].append(run.per_s)
+    async with aioredis.Redis.from_url(redis_url) as redis:
+        for _ in range(plan.repeats):
+            for label, target in targets.items():
+                for op, send in (
+                    ("add line", target.add_line()),
+                    ("add wishlist item", _wish(target)),
+                ):
+                    run, cost = await _costed(
+                        target,
+                        redis,
+                        mutation.Plan("events", plan.mutation_s, 500_000, 1, 0.0),
+                        send,
+                    )
+                    out["mutation"][op, label].append({"per_s": run.per_s, **vars(cost)})
     for target in targets.values():
         await target.http.__aexit__()
-    server.close()
-    await server.wait_closed()
+    await receiver.stop(server)
     return out
 
 
@@ -288,21 +308,36 @@ def _report(plan: Plan, pinned: list[str], out: dict[str, Any]) -> Report:
     rows.append([f"delivery lag p50 at {plan.lag_rate:.0f} mutations/s (ms)", p50.cell(), "", ""])
     rows.append([f"delivery lag p99 at {achieved:.0f} mutations/s (ms)", p99.cell(), "", ""])
     for op in ("add line", "add wishlist item"):
-        on = Spread.of(out["mutation"][op, "on"])
-        off = Spread.of(out["mutation"][op, "off"])
-        share = on.median / off.median
-        rows.append(
-            [
-                f"{op}, req/s with events on (vs off)",
-                f"{on.median:.0f} ({on.low:.0f}-{on.high:.0f})",
-                f"{off.median:.0f} ({off.low:.0f}-{off.high:.0f}) events off",
-                f"**{share:.2f}x**",
-            ]
-        )
+        runs = {label: out["mutation"][op, label] for label in ("on", "off")}
+        per_s = {k: Spread.of([r["per_s"] for r in v]) for k, v in runs.items()}
+        cpu = {k: Spread.of([r["server_cpu_ms"] for r in v]) for k, v in runs.items()}
+        script = {k: Spread.of([r["redis_script_us"] for r in v]) for k, v in runs.items()}
+        share = per_s["on"].median / per_s["off"].median
+        cost = cpu["on"].median / cpu["off"].median
+        for what, on, off, ratio_ in (
+            ("req/s", per_s["on"], per_s["off"], share),
+            ("server CPU ms/req", cpu["on"], cpu["off"], cost),
+            (
+                "Redis script µs/call",
+                script["on"],
+                script["off"],
+                script["on"].median / script["off"].median,
+            ),
+        ):
+            digits = 0 if what != "server CPU ms/req" else 2
+            rows.append(
+                [
+                    f"{op}, {what}, events on (vs off)",
+                    f"{on.median:.{digits}f} ({on.low:.{digits}f}-{on.high:.{digits}f})",
+                    f"{off.median:.{digits}f} ({off.low:.{digits}f}-{off.high:.{digits}f})"
+                    " events off",
+                    f"**{ratio_:.2f}x**",
+                ]
+            )
         met = "met" if share >= 1 - TARGET_SLOWDOWN else "NOT met"
         verdicts.append(
-            f"{op}: {100 * (1 - share):+.1f} % slower with events on; target <= "
-            f"{100 * TARGET_SLOWDOWN:.0f} %: {met}"
+            f"{op}: {100 * (1 - share):+.1f} % slower with events on (server CPU per request "
+            f"{100 * (cost - 1):+.1f} %); target <= {100 * TARGET_SLOWDOWN:.0f} % slower: {met}"
         )
     notes = [
         f"{plan.repeats} runs each; cells: median run (lowest-highest run); load average "

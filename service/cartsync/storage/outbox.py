@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -51,6 +52,10 @@ class OutboxConfig:
         """The script's ARGV entry: '' when this owner produces no back-office events."""
         if not self.enabled or (guest and not self.guests):
             return ""
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> str:  # once, not per mutation
         return json.dumps(
             {"abandon_ms": self.abandoned_after_s * 1000, "notice_ms": self.expiry_notice_s * 1000}
         )
