@@ -93,6 +93,9 @@ def test_handoff_flow_in_chromium(
         service.stop()
     for name in ("phone.png", "tablet.png", "tablet-ended.png"):
         assert (SCREENSHOTS / name).stat().st_size > 0, name
+    # Every screen on both viewports: the phone's pages at tablet size and the other way round.
+    for name in ("phone@tablet.png", "tablet@phone.png", "tablet-dev-signin@phone.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 0, name
 
 
 @pytest.mark.timeout(FLOW_TIMEOUT_S + 360)

@@ -36,8 +36,22 @@ export function watch(page, name, problems) {
   });
 }
 
-export function shoot(page, name) {
-  return page.screenshot({ path: join(SCREENSHOTS, name), fullPage: true });
+export const VIEWPORTS = { phone: { width: 390, height: 844 }, tablet: { width: 1180, height: 820 } };
+
+/**
+ * Screenshot `page` as `name` at its own size, and as `name@phone.png` / `name@tablet.png` at
+ * the other one: every screen on both viewports (a shopper may use a tablet, staff a phone).
+ */
+export async function shoot(page, name) {
+  const own = page.viewportSize();
+  await page.screenshot({ path: join(SCREENSHOTS, name), fullPage: true });
+  const other = own.width < 800 ? "tablet" : "phone";
+  await page.setViewportSize(VIEWPORTS[other]);
+  try {
+    await page.screenshot({ path: join(SCREENSHOTS, name.replace(/\.png$/, `@${other}.png`)), fullPage: true });
+  } finally {
+    await page.setViewportSize(own);
+  }
 }
 
 /**
