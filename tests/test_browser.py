@@ -248,6 +248,27 @@ def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
     ]
 
 
+HANDOFF_TTL_S = 3
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_an_expired_code_disappears_from_the_phone_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    ttl = {"CARTSYNC_HANDOFF_TTL_SECONDS": str(HANDOFF_TTL_S)}
+    service = ServiceProcess(service_env(redis_server.url, tmp_path / "service", **ttl)).start()
+    try:
+        run_scenario(
+            "code-expiry.mjs",
+            service,
+            tokens.token("customer", f"shopper-{uuid.uuid4().hex[:8]}"),
+            tokens.token("staff", "emma", store="s1"),
+            **ttl,
+        )
+    finally:
+        service.stop()
+
+
 GRANT_TTL_S = 5
 """Long enough for the tablet to open the cart on a loaded machine, short enough to wait out."""
 
