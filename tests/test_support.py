@@ -336,3 +336,79 @@ def test_events_older_than_the_window_leave_the_log_at_the_next_change(
         assert [e["rev"] for e in history["events"]] == [4]
         assert history["complete"] is False
         assert [x["sku"] for x in c.get("/v1/cart").json()["lines"]] == ["A", "B", "C", "D"]
+
+
+async def random_change(c: httpx.AsyncClient, rnd: random.Random) -> None:
+    """One change a shopper could make, picked at random among those the state allows."""
+    cart = (await c.get("/v1/cart")).json()
+    lists = (await c.get("/v1/wishlists")).json()["wishlists"]
+    lines = [x["id"] for x in cart["lines"]]
+    named = [w["id"] for w in lists if w["id"] not in ("default", "saved")]
+    items = [(w["id"], i["id"]) for w in lists for i in w["items"]]
+    sku = rnd.choice(("TEE", "MUG", "CAP", "PEN"))
+    moves: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("POST", "/v1/cart/lines", {"sku": sku, "qty": rnd.randint(1, 3)}),
+        ("PUT", "/v1/cart/note", {"note": f"note {rnd.randint(0, 99)}"}),
+        (
+            "POST",
+            "/v1/wishlists/default/items",
+            {"sku": sku, "attrs": {"n": str(rnd.randint(0, 9))}},
+        ),
+    ]
+    if lines:
+        line = rnd.choice(lines)
+        moves += [
+            ("PATCH", f"/v1/cart/lines/{line}", {"qty": rnd.randint(0, 4)}),
+            ("POST", f"/v1/cart/lines/{line}/save-for-later", None),
+            ("DELETE", "/v1/cart", None),
+        ]
+    if len(named) < 2:
+        moves.append(("POST", "/v1/wishlists", {"name": f"List {rnd.randint(0, 999)}"}))
+    if named:
+        moves.append(("DELETE", f"/v1/wishlists/{rnd.choice(named)}", None))
+    if items:
+        wid, iid = rnd.choice(items)
+        moves += [
+            ("POST", f"/v1/wishlists/{wid}/items/{iid}/move-to-cart", {"qty": 1}),
+            ("DELETE", f"/v1/wishlists/{wid}/items/{iid}", None),
+        ]
+    method, path, body = rnd.choice(moves)
+    r = await c.request(method, path, json=body)
+    assert r.status_code < 300 or r.status_code == 409, (method, path, r.text)
+
+
+async def test_random_stories_restore_exactly_from_snapshots_and_replays(
+    on_short_log: httpx.AsyncClient, tokens: Tokens, customer_id: str
+) -> None:
+    """Random changes of cart and wishlists, and restores among them; every revision the log
+    still reaches comes back exactly as the customer saw it, with its wishlists."""
+    c = on_short_log
+    c.headers.update(tokens.headers("customer", customer_id))
+    support = {**tokens.headers("support", "emma"), **REASON}
+    url = f"/v1/customers/{customer_id}/cart/restore"
+    rnd = random.Random(1616)
+    states: dict[int, dict[str, Any]] = {}
+    for _ in range(40):
+        await random_change(c, rnd)
+        cart = (await c.get("/v1/cart")).json()
+        states[cart["rev"]] = await seen(c)
+        if rnd.random() < 0.15 and cart["rev"] > 3:
+            back = rnd.randint(max(1, cart["rev"] - 4), cart["rev"] - 1)
+            r = await c.post(
+                url, json={"rev": back, "reason": "r", "wishlists": True}, headers=support
+            )
+            assert r.status_code == 200, r.text
+            states[r.json()["rev"]] = await seen(c)
+            assert states[r.json()["rev"]] == states[back]
+    rev = (await c.get("/v1/cart")).json()["rev"]
+    restored = 0
+    for back in range(max(1, rev - 8), rev):
+        r = await c.post(url, json={"rev": back, "reason": "r", "wishlists": True}, headers=support)
+        if r.status_code == 422:
+            assert r.json()["error"]["code"] == "restore_out_of_reach"
+            continue
+        assert r.status_code == 200, r.text
+        assert await seen(c) == states[back], back
+        restored += 1
+        rev = r.json()["rev"]
+    assert restored >= 4
