@@ -71,8 +71,8 @@ def run_scenario(
             f"{script} failed ({code}):\n{output}\n\nservice log (tail):\n{service.log()}",
             pytrace=False,
         )
-    # What axe-core said of each screen (tests/browser/axe.mjs), beside the screenshots.
-    tallies = [line for line in output.splitlines() if line.startswith("axe ")]
+    # What axe-core said of each screen (tests/browser/axe.mjs), and latencies, beside the shots.
+    tallies = [line for line in output.splitlines() if line.startswith(("axe ", "latency "))]
     (SCREENSHOTS / f"axe-{script.removesuffix('.mjs')}.txt").write_text("\n".join(tallies) + "\n")
     return output
 

@@ -85,10 +85,15 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
     await scanner.locator('#customer-presence[data-online="yes"]', { hasText: "iPhone" }).waitFor(WAIT);
     await phone.locator("#devices", { hasText: "store staff connected: Store tablet at s1" }).waitFor(WAIT);
     await scanner.fill("#add-sku", "JEANS-2");
+    let clicked = Date.now();
     await scanner.click("#add-button");
     await phone.locator('#cart li[data-sku="JEANS-2"]').waitFor(WAIT);
-    await phoneAdds(phone, "MUG-7");
+    console.log(`latency tablet -> phone: ${Date.now() - clicked} ms (click to row shown, through the service)`);
+    await phone.fill("#add-sku", "MUG-7");
+    clicked = Date.now();
+    await phone.click("#add-button");
     await scanner.locator('#cart li[data-sku="MUG-7"]').waitFor(WAIT);
+    console.log(`latency phone -> tablet: ${Date.now() - clicked} ms (click to row shown, through the service)`);
 
     step("a reload of the tablet resumes the open cart");
     await scanner.reload();
