@@ -77,7 +77,7 @@ def static_files() -> StaticFiles:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     """``/staff`` (the store tablet) and how it signs in, ``/demo`` (the shopper's page) and
-    its ``/sw.js``, and ``/static``."""
+    its ``/sw.js``, ``/support`` (customer service, docs/support.md), and ``/static``."""
     issuer = urlsplit(settings.staff_signin_issuer or "")
     connect_to = f" {issuer.scheme}://{issuer.netloc}" if issuer.netloc else ""
     return [
@@ -85,5 +85,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/staff/sign-in.json", staff_sign_in(settings), methods=["GET"]),
         Route("/demo", page("demo.html"), methods=["GET"]),
         Route("/sw.js", service_worker, methods=["GET"]),
+        Route("/support", page("support.html"), methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]
