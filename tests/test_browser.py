@@ -231,6 +231,7 @@ def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
                 customer_token,
                 "(none: the tablet signs in through the provider)",
                 CARTSYNC_BAD_TOKEN=f"{header}.{claims}.{signature[::-1]}",
+                CARTSYNC_WORKDIR=str(tmp_path),
                 CARTSYNC_STAFF_IDLE_SECONDS=str(STAFF_IDLE_S),
             )
             with httpx.Client(base_url=service.url, timeout=10) as http:
@@ -238,14 +239,13 @@ def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
                 history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
         finally:
             service.stop()
-    # Two sign-ins, each a code exchanged once with its PKCE verifier.
-    assert [r["grant_type"] for r in provider.token_requests] == ["authorization_code"] * 2
+    # Three sign-ins, each a code exchanged once with its PKCE verifier.
+    assert [r["grant_type"] for r in provider.token_requests] == ["authorization_code"] * 3
     assert all(len(r["code_verifier"]) >= 43 for r in provider.token_requests)
-    # The idle tablet ended its grant itself: the staff member is the actor, not the clock.
+    # The idle tablet, then "Done", ended the grants: the staff member is the actor, not the clock.
     ended = [e["actor"] for e in history if e["type"] == "grant.revoked"]
-    assert ended == [
-        {"role": "staff", "id": keycloak_claims(provider, "emma", [])["sub"], "store": "s1"}
-    ]
+    emma = keycloak_claims(provider, "emma", [])["sub"]
+    assert ended == [{"role": "staff", "id": emma, "store": "s1"}] * 2
 
 
 HANDOFF_TTL_S = 3

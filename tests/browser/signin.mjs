@@ -6,9 +6,11 @@
 //
 // Env as pages.mjs, plus CARTSYNC_BAD_TOKEN (a customer token with a broken signature).
 import assert from "node:assert/strict";
+import { join } from "node:path";
 
 import { checkA11y } from "./axe.mjs";
-import { BASE_URL, CUSTOMER_TOKEN, WAIT, need, phoneAdds, run, shoot, step, watch } from "./pages.mjs";
+import { filmQr } from "./camera.mjs";
+import { BASE_URL, CUSTOMER_TOKEN, WAIT, launch, need, phoneAdds, run, shoot, step, watch } from "./pages.mjs";
 
 const BAD_TOKEN = need("CARTSYNC_BAD_TOKEN");
 const IDLE_S = Number(need("CARTSYNC_STAFF_IDLE_SECONDS"));
@@ -52,6 +54,29 @@ run(async ({ browser, phone, tablet, pages, problems }) => {
   await phone.locator("#grants li.empty").waitFor(WAIT);
   await shoot(linked, "tablet-idle.png");
   await checkA11y(linked, "tablet: signed out when idle");
+
+  step("the whole scene: a tablet with a camera signs in through the provider and scans the QR");
+  await phone.click("#handoff-button");
+  await phone.locator("#handoff-code[data-code]").waitFor(WAIT);
+  const video = join(need("CARTSYNC_WORKDIR"), "qr.y4m");
+  await filmQr(phone, "#handoff-qr", video);
+  const camera = await launch(["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", `--use-file-for-fake-video-capture=${video}`]);
+  try {
+    const scanner = await (await camera.newContext({ viewport: { width: 1180, height: 820 }, hasTouch: true })).newPage();
+    Object.assign(pages, { scanner });
+    watch(scanner, "scanner", problems);
+    await scanner.goto(`${BASE_URL}/staff`);
+    await scanner.click("#provider-button");
+    await scanner.locator("#claim:not([hidden])").waitFor(WAIT);
+    await scanner.click("#scan-button");
+    await scanner.locator('#cart li[data-sku="TSHIRT-1"]').waitFor({ timeout: 30_000 });
+    await scanner.locator('#customer-presence[data-online="yes"]').waitFor(WAIT);
+    await scanner.click("#done-button");
+    await phone.locator("#grants li.empty").waitFor(WAIT);
+  } finally {
+    delete pages.scanner;
+    await camera.close();
+  }
 
   step("a mistyped token on the shopper's page is refused in plain words");
   const other = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
