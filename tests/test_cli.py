@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -10,14 +12,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 import redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from cartsync import __version__
-from tests.support.processes import RedisProcess
+from tests.conftest import Tokens
+from tests.support.processes import TEST_SECRET, RedisProcess
 
 SERVICE_SRC = Path(__file__).parents[1] / "service"
 
@@ -257,3 +264,115 @@ def test_token_finds_the_data_dir_of_the_service_it_is_for(
     finally:
         service.terminate()
         service.wait(timeout=15)
+
+
+def _worker_pids(supervisor: int) -> list[int]:
+    """The ``cartsync serve`` children of a ``serve --workers N`` (not its redis-server)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"cartsync" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def _serving_pid(client_port: int, server_port: int, pids: list[int]) -> int | None:
+    """Which process holds the server end of the loopback connection from ``client_port``."""
+    inodes: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if local.endswith(f":{server_port:04X}") and remote.endswith(f":{client_port:04X}"):
+            inodes.add(inode)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return pid
+    return None
+
+
+async def _close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes the socket; the code it closed with."""
+    try:
+        for _ in range(20):
+            await asyncio.wait_for(ws.recv(), 15)
+    except ConnectionClosed as closed:
+        return None if closed.rcvd is None else closed.rcvd.code
+    raise AssertionError("20 frames and no close")
+
+
+async def _next_frame(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    for _ in range(20):
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame["type"] == kind:
+            return frame
+    raise AssertionError(f"no {kind} frame among 20")
+
+
+async def _across_workers(port: int, workers: list[int], token: str, stop: Any) -> list[int | None]:
+    """A socket on each worker; a change made on each reaches the other; then ``stop()`` and
+    the close code of every socket opened."""
+    protocols = [Subprotocol("cartsync.v1"), Subprotocol(f"bearer.{token}")]
+    on: dict[int, ClientConnection] = {}
+    spare: list[ClientConnection] = []
+    try:
+        for _ in range(40):  # the kernel picks the worker: open until both have one
+            ws = await connect(f"ws://127.0.0.1:{port}/v1/ws", subprotocols=protocols)
+            await _next_frame(ws, "hello")
+            await ws.send('{"type": "sync"}')
+            await _next_frame(ws, "snapshot")
+            pid = _serving_pid(ws.local_address[1], port, workers)
+            if pid is not None and pid not in on:
+                on[pid] = ws
+            else:
+                spare.append(ws)
+            if len(on) == 2:
+                break
+        assert sorted(on) == sorted(workers), "40 sockets all landed on one worker"
+        one, two = (on[pid] for pid in workers)
+        for n, (writer, reader) in enumerate([(one, two), (two, one)]):
+            op = {"type": "op", "id": f"op-{n}", "name": "add_line", "body": {"sku": f"S-{n}"}}
+            await writer.send(json.dumps(op))
+            for _ in range(5):  # the reader's own earlier change comes first
+                event = (await _next_frame(reader, "event"))["event"]
+                if event["rev"] == n + 1:
+                    break
+            assert (event["rev"], event["type"]) == (n + 1, "line.added"), event
+            assert event["data"]["line"]["sku"] == f"S-{n}", event
+        stop()
+        return [await _close_code(ws) for ws in [one, two, *spare]]
+    finally:
+        for ws in [*on.values(), *spare]:
+            await ws.close()
+
+
+def test_serve_with_two_workers_shares_events_and_stops_cleanly(tmp_path: Path) -> None:
+    """Two workers on one port, embedded Redis: a change made through a socket on one worker
+    reaches a socket on the other, both ways; SIGTERM closes every socket 1001 and exits 0."""
+    port = free_port()
+    env = cli_env(tmp_path / "data", CARTSYNC_JWT_SECRETS=TEST_SECRET)
+    err = tmp_path / "stderr"
+    with err.open("wb") as stderr:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "cartsync", "serve", "--workers", "2", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/readyz", service, timeout_s=30)
+        workers = _worker_pids(service.pid)
+        assert len(workers) == 2, err.read_text()
+        token = Tokens().token("customer", "two-workers")
+        stop = lambda: service.send_signal(signal.SIGTERM)  # noqa: E731
+        codes = asyncio.run(_across_workers(port, workers, token, stop))
+        assert set(codes) == {1001}, codes
+        assert service.wait(timeout=40) == 0, err.read_text()
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()

@@ -26,6 +26,8 @@ from cartsync.settings import Settings, SettingsError
 
 DEFAULT_TOKEN_TTL_S = 24 * 3600
 DATA_DIR_VARIABLE = "CARTSYNC_DATA_DIR"
+WORKER_STOP_S = 30.0
+"""Longest wait for the workers of ``serve --workers N`` after SIGTERM (each drains in 10 s)."""
 DEFAULT_DATA_DIR = Settings().data_dir
 
 
@@ -41,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            return _serve(settings, host=args.host, port=args.port)
+            if args.workers < 1:
+                _say("--workers must be at least 1")
+                return 2
+            return _serve(
+                settings,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                inherited=(args.listen_fd, args.metrics_fd),
+            )
         if args.command in ("worker", "events"):
             from cartsync.events import cli as events_cli
             from cartsync.web import logs, tracing
@@ -75,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="port to listen on (default: CARTSYNC_PORT or 8000)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port, each with its own event hub (default: 1)",
+    )
+    # A worker of `serve --workers N` gets its sockets by descriptor from the supervisor.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
 
     add_event_commands(commands)
 
@@ -168,7 +189,14 @@ def _find_data_dir(name: Path, start: Path) -> Path | None:
     return None
 
 
-def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+def _serve(
+    settings: Settings,
+    *,
+    host: str | None,
+    port: int | None,
+    workers: int = 1,
+    inherited: tuple[int | None, int | None] = (None, None),
+) -> int:
     """Run the service until SIGTERM or SIGINT, with an embedded Redis if none is configured."""
     settings = replace(
         settings,
@@ -192,6 +220,11 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     from cartsync.storage.embedded import EmbeddedRedisError
 
     address = _address(settings.host, settings.port)
+    listen_fd, metrics_fd = inherited
+    if listen_fd is not None:  # a worker of `serve --workers N`
+        listener = socket.socket(fileno=listen_fd)
+        metrics_listener = None if metrics_fd is None else socket.socket(fileno=metrics_fd)
+        return _serve_on(settings, listener, address, metrics_listener)
     try:
         listener = _bind(settings.host, settings.port)
     except OSError as exc:
@@ -206,6 +239,27 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
             where = _address(settings.host, settings.metrics_port)
             _say(f"cannot listen on {where} (CARTSYNC_METRICS_PORT): {exc.strerror or exc}")
             return 1
+    if workers > 1:
+        try:
+            return asyncio.run(_supervise(settings, workers, listener, metrics_listener))
+        except EmbeddedRedisError as exc:
+            _say(str(exc))
+            return 1
+        finally:
+            listener.close()
+            if metrics_listener is not None:
+                metrics_listener.close()
+    return _serve_on(settings, listener, address, metrics_listener)
+
+
+def _serve_on(
+    settings: Settings,
+    listener: socket.socket,
+    address: str,
+    metrics_listener: socket.socket | None,
+) -> int:
+    from cartsync.storage.embedded import EmbeddedRedisError
+
     try:
         asyncio.run(_run(settings, listener, address, metrics_listener))
     except EmbeddedRedisError as exc:
@@ -218,6 +272,65 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         if metrics_listener is not None:
             metrics_listener.close()
     return 0
+
+
+async def _supervise(
+    settings: Settings,
+    workers: int,
+    listener: socket.socket,
+    metrics_listener: socket.socket | None,
+) -> int:
+    """Run ``workers`` serve processes on one listening socket until SIGTERM or SIGINT.
+
+    Each worker is a whole service (its own event hub, pub/sub and timer wheel) that accepts
+    from the shared socket; SIGTERM is passed on, so each drains its own live sockets (1001).
+    The embedded redis-server, when used, is started here once and outlives the workers.
+    Only the first worker serves /metrics: one port cannot be scraped per process.
+    """
+    from cartsync.storage.embedded import EmbeddedRedis
+
+    env = dict(os.environ)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url is None and not settings.redis_sentinels:
+            url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
+            env["CARTSYNC_REDIS_URL"] = url
+            _say(f"using embedded redis-server at {_where(url)} for {workers} workers")
+        listener.listen(4096)  # before the first worker: no connection is refused meanwhile
+        base = [sys.executable, "-m", "cartsync", "serve"]
+        base += ["--host", settings.host, "--port", str(settings.port)]
+        base += ["--listen-fd", str(listener.fileno())]
+        children: list[asyncio.subprocess.Process] = []
+        for index in range(workers):
+            args, fds = list(base), [listener.fileno()]
+            if index == 0 and metrics_listener is not None:
+                args += ["--metrics-fd", str(metrics_listener.fileno())]
+                fds.append(metrics_listener.fileno())
+            own = env if index == 0 else env | {"CARTSYNC_METRICS_PORT": "0"}
+            children.append(await asyncio.create_subprocess_exec(*args, env=own, pass_fds=fds))
+
+        signalled: list[int] = []
+
+        def forward(signum: int) -> None:
+            signalled.append(signum)
+            for child in children:
+                if child.returncode is None:
+                    child.send_signal(signum)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, forward, signum)
+        waits = [asyncio.create_task(child.wait()) for child in children]
+        # One worker ending (crash or signal) ends the others: a half-sized service would
+        # look healthy to a load balancer while it turns a share of connections away.
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if not signalled:  # a second SIGTERM would kill a worker that is already draining
+            forward(signal.SIGTERM)
+        await asyncio.wait(waits, timeout=WORKER_STOP_S)
+        for child in children:
+            if child.returncode is None:  # past its own graceful timeout: it will not drain
+                child.kill()
+        codes = [await child.wait() for child in children]
+    return 0 if all(code == 0 for code in codes) else 1
 
 
 def _bind(host: str, port: int) -> socket.socket:
