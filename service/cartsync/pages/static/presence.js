@@ -31,5 +31,6 @@ export function guessDevice() {
   if (/Android/.test(ua)) return /Mobile/.test(ua) ? { label: "Android phone", kind: "phone" } : { label: "Android tablet", kind: "tablet" };
   if (/Macintosh/.test(ua)) return { label: "Mac", kind: "desktop" };
   if (/Windows/.test(ua)) return { label: "Windows PC", kind: "desktop" };
-  return { label: "This browser", kind: "other" };
+  if (/Linux/.test(ua)) return { label: "Linux computer", kind: "desktop" };
+  return { label: "Web browser", kind: "other" };
 }
