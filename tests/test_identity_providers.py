@@ -394,6 +394,6 @@ async def test_a_service_waits_for_its_provider_then_serves_its_tokens(
         hello = await next_frame(ws)
         assert hello["type"] == "hello"
         assert hello["owner"] == f"c:{shopper['sub']}"
-    log = provider_service.log()
+    log = provider_service.log_path.read_text()
     assert f"keys of issuer {keycloak.issuer} not fetched" in log
     assert "not ready until they load" in log
