@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from tests.support.processes import RedisProcess, ServiceProcess, free_port
@@ -28,6 +28,15 @@ START_CORES: frozenset[int] | None = (
 """The cores this process might use when it started, before a benchmark pinned it to one."""
 REPEATS = 3
 """Each measurement runs this many times; reports give the median and the range."""
+OFFERS: dict[str, bool] = {"deflate offered": True, "no deflate": False}
+"""How a websocket benchmark's client opens: offering permessage-deflate (as every browser
+does) or not (as node's ``ws`` client by default). Each websocket figure is measured both ways:
+a server that accepts the offer keeps a compressor per socket, so one way alone measures zlib."""
+
+
+def offer(deflate: bool) -> Literal["deflate"] | None:
+    """The ``compression`` argument of ``websockets``' ``connect`` for one way of opening."""
+    return "deflate" if deflate else None
 
 
 # CPU pinning ------------------------------------------------------------------------------
@@ -260,6 +269,24 @@ def cpu_s(pid: int) -> float:
     """User plus system CPU seconds one process has used, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its child processes (``serve --workers N``), as they stand."""
+    total = 0.0
+    for proc in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            total += cpu_s(proc)
+    return total
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` and its child processes."""
+    total = 0
+    for proc in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            total += rss_kb(proc)
+    return total
 
 
 def raise_fd_limit() -> int:

@@ -3,6 +3,10 @@ concurrent keep-alive connections to one cartsync instance, beside its floor, a 
 Starlette-on-Hypercorn app (bench/floors/minimal_app.py) that decodes the same body with msgspec
 and runs one small Lua script on one hash-tagged owner. Closed loop: each connection sends its
 next request when the last answer is in, so req/s is what the server sustains.
+
+``cartsync serve --workers 2`` runs beside them: two processes on one port, spread over both
+cores (where the one-worker instance and the floor have core 0 alone), sharing core 1 with the
+load generator; what a second worker buys on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine
@@ -18,10 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from tests.support.processes import service_env
+from tests.support.processes import free_port, service_env
 
 from bench import floors
-from bench.harness import REPEATS, Cores, Report, cpu_s, processes
+from bench.harness import (
+    REPEATS,
+    START_CORES,
+    Command,
+    Cores,
+    Processes,
+    Report,
+    pin_tree,
+    processes,
+    tree_cpu_s,
+)
 from bench.http1 import Http1Client, ProtocolError
 from bench.load import Closed, closed
 from bench.propagation import Tokens
@@ -137,10 +152,10 @@ async def _script_usec(redis: aioredis.Redis) -> tuple[int, int]:
 async def _costed(
     target: Target, redis: aioredis.Redis, plan: Plan, send: Send
 ) -> tuple[Closed, Cost]:
-    cpu_before = cpu_s(target.pid)
+    cpu_before = tree_cpu_s(target.pid)
     calls_before, usec_before = await _script_usec(redis)
     run = await closed(CONNECTIONS, plan.max_count, plan.max_s, send)
-    cpu = cpu_s(target.pid) - cpu_before
+    cpu = tree_cpu_s(target.pid) - cpu_before
     calls_after, usec_after = await _script_usec(redis)
     done = max(len(run.samples_ns), 1)
     script_us = (usec_after - usec_before) / max(calls_after - calls_before, 1)
@@ -148,10 +163,13 @@ async def _costed(
 
 
 async def _measure(
-    plan: Plan, redis_url: str, cartsync: tuple[str, int], floor: tuple[str, int]
+    plan: Plan, redis_url: str, servers: dict[str, tuple[str, int]]
 ) -> tuple[dict[tuple[str, str], list[Closed]], dict[tuple[str, str], list[Cost]]]:
     tokens = Tokens()
-    targets = [Target("floor", *floor, None), Target("cartsync", *cartsync, tokens)]
+    targets = [
+        Target(label, url, pid, None if label == "floor" else tokens)
+        for label, (url, pid) in servers.items()
+    ]
     results: dict[tuple[str, str], list[Closed]] = {
         (op, t.label): [] for op in OPS for t in targets
     }
@@ -184,15 +202,35 @@ def run(quick: bool = False) -> Report:
         server = procs.redis()
         cartsync = procs.service("cartsync", service_env(server.url, Path(tmp) / "cartsync"))
         floor = floors.minimal_app(procs, server.url)
+        two = _two_workers(procs, server.url, Path(tmp) / "two-workers")
         pinned = [*procs.notes, cores.pin_self()]
+        assert two.proc is not None
+        if START_CORES is not None and cores.servers is not None:
+            threads = pin_tree(two.proc.pid, START_CORES)
+            pinned.append(
+                f"{WORKERS_2} (pid {two.proc.pid}, {threads} threads): re-pinned to "
+                f"cpu {','.join(map(str, sorted(START_CORES)))}"
+            )
         assert cartsync.proc is not None
         assert floor.proc is not None
-        results, costs = asyncio.run(
-            _measure(
-                plan, server.url, (cartsync.url, cartsync.proc.pid), (floor.url, floor.proc.pid)
-            )
-        )
+        servers = {
+            "floor": (floor.url, floor.proc.pid),
+            "cartsync": (cartsync.url, cartsync.proc.pid),
+            WORKERS_2: (two.url, two.proc.pid),
+        }
+        results, costs = asyncio.run(_measure(plan, server.url, servers))
     return _report(plan, pinned, results, costs)
+
+
+WORKERS_2 = "cartsync, 2 workers"
+
+
+def _two_workers(procs: Processes, redis_url: str, data_dir: Path) -> Command:
+    """``cartsync serve --workers 2`` on the benchmark's Redis, ready once /readyz answers."""
+    env = service_env(redis_url, data_dir, CARTSYNC_METRICS_PORT=str(free_port()))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "cartsync", "serve", "--workers", "2", "--port", "{port}"]
+    return procs.command(WORKERS_2, args, env, "/readyz")
 
 
 def _report(
@@ -218,13 +256,19 @@ def _report(
         floor_runs = results[op, "floor"]
         floor_rate = Spread.of([r.per_s for r in floor_runs])
         floor_lat = [Latency.of(r.samples_ns) for r in floor_runs]
-        for label in ("floor", "cartsync"):
+        one_worker = Spread.of([r.per_s for r in results[op, "cartsync"]]).median
+        for label in ("floor", "cartsync", WORKERS_2):
             runs = results[op, label]
             rate = Spread.of([r.per_s for r in runs])
             lat = [Latency.of(r.samples_ns) for r in runs]
             p50 = Spread.of([x.p50_ms for x in lat])
             p99 = Spread.of([x.p99_ms for x in lat])
             cells = [f"{rate.median:.0f} ({rate.low:.0f}-{rate.high:.0f})", p50.cell(), p99.cell()]
+            if label == WORKERS_2:
+                verdicts.append(
+                    f"{op}: 2 workers {rate.median:.0f} req/s = {rate.median / one_worker:.2f}x "
+                    f"1 worker's {one_worker:.0f} req/s on this 2-core machine"
+                )
             if label == "cartsync":
                 f50 = Spread.of([x.p50_ms for x in floor_lat]).median
                 f99 = Spread.of([x.p99_ms for x in floor_lat]).median
@@ -265,7 +309,9 @@ def _report(
         f"{plan.repeats} runs per server and operation, floor and cartsync interleaved; "
         f"client: bench/http1.py ({client}); cells: median run (lowest-highest run)",
         "1 cartsync instance (`python -m cartsync serve`, one process, one Hypercorn worker); "
-        "the floor is one `hypercorn --workers 0` process; both on the same redis-server",
+        "the floor is one `hypercorn --workers 0` process; both on the same redis-server; "
+        f"{WORKERS_2}: `cartsync serve --workers 2` on both cores (server CPU summed over its "
+        "processes), sharing core 1 with the load generator",
         *(f"pinned: {line}" for line in pinned),
         *verdicts,
     ]

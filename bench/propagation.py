@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import tempfile
 import time
@@ -26,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from bench import sio
-from bench.harness import REPEATS, Cores, Report, processes
+from bench.harness import OFFERS, REPEATS, Cores, Report, offer, processes
 from bench.http1 import Http1Client, ProtocolError
 from bench.load import Pace, paced
 from bench.stats import STATS, Key, Latency, Ledger, Series, ratio
@@ -76,6 +77,8 @@ QUICK = Plan(
 RAMP = (200, 300, 450, 700, 1000)
 """Rising paced rates; the ramp stops after the first whose median p99 passes RAMP_P99_MS."""
 RAMP_P99_MS = 50.0
+PEER_OFFERS = (("socket.io", "deflate offered"), ("socket.io, no deflate", "no deflate"))
+"""The Socket.IO peer's series and how its client opens."""
 MANY_RATE = 0.2
 """Writes per second per customer in the many-customer run."""
 
@@ -152,13 +155,19 @@ class Tokens:
 
 
 async def _open_socket(
-    stack: contextlib.AsyncExitStack, ws_url: str, token: str
+    stack: contextlib.AsyncExitStack, ws_url: str, token: str, deflate: bool = True
 ) -> ClientConnection:
-    """A synced socket: connected with the token as subprotocol, hello read, ``sync`` sent."""
+    """A synced socket: connected with the token as subprotocol, hello read, ``sync`` sent;
+    offering permessage-deflate, as browsers do, unless ``deflate`` is false."""
     protocols = [Subprotocol("cartsync.v1"), Subprotocol(f"bearer.{token}")]
     ws = await stack.enter_async_context(
         connect(
-            ws_url, subprotocols=protocols, proxy=None, open_timeout=IO_TIMEOUT_S, close_timeout=2
+            ws_url,
+            subprotocols=protocols,
+            proxy=None,
+            open_timeout=IO_TIMEOUT_S,
+            close_timeout=2,
+            compression=offer(deflate),
         )
     )
     hello = json.loads(await asyncio.wait_for(ws.recv(), IO_TIMEOUT_S))
@@ -169,7 +178,11 @@ async def _open_socket(
 
 
 async def _open_many(
-    stack: contextlib.AsyncExitStack, ws_url: str, tokens: Tokens, customers: list[str]
+    stack: contextlib.AsyncExitStack,
+    ws_url: str,
+    tokens: Tokens,
+    customers: list[str],
+    deflate: bool = True,
 ) -> list[ClientConnection]:
     """One synced socket per customer, ``OPENING`` handshakes at a time, in customer order."""
     gate = asyncio.Semaphore(OPENING)
@@ -177,7 +190,8 @@ async def _open_many(
 
     async def open_one(customer: str) -> None:
         async with gate:
-            sockets[customer] = await _open_socket(stack, ws_url, tokens.customer(customer))
+            token = tokens.customer(customer)
+            sockets[customer] = await _open_socket(stack, ws_url, token, deflate)
 
     async with asyncio.TaskGroup() as group:
         for customer in customers:
@@ -193,6 +207,7 @@ async def cartsync_run(
     count: int,
     max_s: float,
     customer_count: int = CUSTOMERS,
+    deflate: bool = True,
 ) -> Run:
     customers = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(customer_count)]
     headers = {
@@ -221,7 +236,7 @@ async def cartsync_run(
         raise ValueError(f"instance A's URL needs a host and a port: {a_url}")
     http = Http1Client(a.hostname, a.port, max_connections=64, timeout_s=IO_TIMEOUT_S)
     async with http, contextlib.AsyncExitStack() as stack:
-        sockets = await _open_many(stack, b_ws_url, tokens, customers)
+        sockets = await _open_many(stack, b_ws_url, tokens, customers, deflate)
 
         async def post(customer: str, body: bytes) -> int | None:
             """The revision the 201 reports, or None for any other answer."""
@@ -281,7 +296,9 @@ async def cartsync_run(
 # The Socket.IO peer: POST on instance 1 → emit through the Redis adapter → instance 2 ------
 
 
-async def socketio_run(one_url: str, two_url: str, rate: int, count: int, max_s: float) -> Run:
+async def socketio_run(
+    one_url: str, two_url: str, rate: int, count: int, max_s: float, deflate: bool = True
+) -> Run:
     rooms = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(CUSTOMERS)]
     ledger = Ledger()
     errors = 0
@@ -313,7 +330,7 @@ async def socketio_run(one_url: str, two_url: str, rate: int, count: int, max_s:
             ledger.forget((room, i))
 
     async with http, contextlib.AsyncExitStack() as stack:
-        sockets = [await sio.open_socket(stack, sio.ws_url(two_url), r) for r in rooms]
+        sockets = [await sio.open_socket(stack, sio.ws_url(two_url), r, deflate) for r in rooms]
         async with asyncio.TaskGroup() as group:
             readers = [group.create_task(read(r, ws)) for r, ws in zip(rooms, sockets, strict=True)]
             try:
@@ -366,6 +383,9 @@ async def _measure(
         params = {"rate_per_s": rate, "count": plan.count, "max_s": plan.max_s}
         series["floor", rate] = Series(f"Redis PUBLISH→SUBSCRIBE @ {rate}/s", params)
         series["cartsync", rate] = Series(f"cartsync POST on A → event on B @ {rate}/s", params)
+        series["cartsync, no deflate", rate] = Series(
+            f"cartsync POST on A → event on B, client not offering deflate @ {rate}/s", params
+        )
         series["post", rate] = Series(f"cartsync POST on A → 201 read @ {rate}/s", params)
     # Unmeasured: Lua scripts loaded, imports done, sockets and pools opened once.
     await floor_run(redis_url, max(plan.rates), plan.warmup, plan.max_s)
@@ -374,10 +394,14 @@ async def _measure(
         for rate in plan.rates:  # floor and cartsync side by side, so noise hits both alike
             floor = await floor_run(redis_url, rate, plan.count, plan.max_s)
             cart = await cartsync_run(a_url, b_ws_url, tokens, rate, plan.count, plan.max_s)
-            for kind, result in (("floor", floor), ("cartsync", cart)):
+            plain = await cartsync_run(
+                a_url, b_ws_url, tokens, rate, plan.count, plan.max_s, deflate=False
+            )
+            measured = (("floor", floor), ("cartsync", cart), ("cartsync, no deflate", plain))
+            for kind, result in measured:
                 series[kind, rate].runs.append(result.latency)
                 series[kind, rate].paces.append(result.pace)
-                if result.post is not None:
+                if result.post is not None and kind == "cartsync":
                     series["post", rate].runs.append(result.post)
                     series["post", rate].paces.append(result.pace)
                 if result.errors:
@@ -385,15 +409,17 @@ async def _measure(
     if peers is not None:
         await socketio_run(*peers, max(plan.rates), plan.warmup, plan.max_s)  # unmeasured
         for _ in range(plan.repeats):
-            for rate in plan.rates:
-                sio_run = await socketio_run(*peers, rate, plan.count, plan.max_s)
+            for rate, (kind, how) in itertools.product(plan.rates, PEER_OFFERS):
+                sio_run = await socketio_run(
+                    *peers, rate, plan.count, plan.max_s, deflate=OFFERS[how]
+                )
                 if sio_run.errors:
-                    raise RuntimeError(f"socket.io @ {rate}/s: {sio_run.errors} sends failed")
+                    raise RuntimeError(f"{kind} @ {rate}/s: {sio_run.errors} sends failed")
                 params = {"rate_per_s": rate, "count": plan.count, "max_s": plan.max_s}
-                label = f"Socket.IO POST on 1 → event on 2 @ {rate}/s"
-                series.setdefault(("socket.io", rate), Series(label, params))
-                series["socket.io", rate].runs.append(sio_run.latency)
-                series["socket.io", rate].paces.append(sio_run.pace)
+                label = f"Socket.IO POST on 1 → event on 2, {how} @ {rate}/s"
+                series.setdefault((kind, rate), Series(label, params))
+                series[kind, rate].runs.append(sio_run.latency)
+                series[kind, rate].paces.append(sio_run.pace)
     await _ramp(plan, redis_url, a_url, b_ws_url, tokens, series)
     await _many(plan, redis_url, a_url, b_ws_url, tokens, series)
     return series
@@ -492,13 +518,21 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         floor, cart = series["floor", rate], series["cartsync", rate]
         paths = [
             ("Redis PUBLISH → SUBSCRIBE (floor)", floor),
-            ("cartsync POST on A → event on B", cart),
+            ("cartsync POST on A → event on B, deflate offered", cart),
+            ("cartsync POST on A → event on B, no deflate", series["cartsync, no deflate", rate]),
             ("for comparison: POST → 201 read on A", series["post", rate]),
         ]
-        if ("socket.io", rate) in series:
-            paths.append(("Socket.IO POST on 1 → event on 2", series["socket.io", rate]))
+        for kind, how in PEER_OFFERS:
+            if (kind, rate) in series:
+                paths.append((f"Socket.IO POST on 1 → event on 2, {how}", series[kind, rate]))
         rows += _rows(f"{rate}/s", floor, paths)
-        summaries.append(_summary(f"{rate}/s", cart, floor))
+        summaries.append(_summary(f"{rate}/s, deflate offered", cart, floor))
+        summaries.append(
+            _summary(f"{rate}/s, no deflate", series["cartsync, no deflate", rate], floor)
+        )
+        for kind, how in PEER_OFFERS:
+            if (kind, rate) in series:
+                summaries.append(_summary(f"{rate}/s, Socket.IO, {how}", series[kind, rate], floor))
     ramp = [rate for rate in RAMP if ("ramp", rate) in series]
     for rate in ramp:
         floor, cart = series["ramp-floor", rate], series["ramp", rate]
@@ -528,6 +562,9 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         f"8 customers, stopping after the first rate whose median p99 passes {RAMP_P99_MS:.0f} ms",
         f"many customers: {plan.many} customers, each a REST writer on A and a websocket on B, "
         f"{MANY_RATE}/s each ({plan.many_s:.0f} s per run)",
+        "clients offer permessage-deflate (as browsers do) unless a row says `no deflate`; "
+        "cartsync declines the offer (CARTSYNC_WS_COMPRESSION=off, the default); the ramp and "
+        "many-customer runs offer it",
         "Socket.IO: two node instances with @socket.io/redis-adapter on the same Redis, "
         "POST /rooms/<room>/events on 1, 8 rooms with one socket each on 2",
         *(f"pinned: {line}" for line in pinned),

@@ -20,7 +20,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.harness import Command, Processes
+from bench.harness import Command, Processes, offer
 
 PEER_DIR = Path(__file__).resolve().parent / "peers" / "socketio"
 IO_TIMEOUT_S = 10.0
@@ -73,10 +73,20 @@ def ws_url(http_url: str) -> str:
     return "ws" + http_url.removeprefix("http") + "/socket.io/?EIO=4&transport=websocket"
 
 
-async def open_socket(stack: contextlib.AsyncExitStack, url: str, room: str) -> ClientConnection:
-    """A socket in ``room``: Engine.IO open packet read, namespace joined and confirmed."""
+async def open_socket(
+    stack: contextlib.AsyncExitStack, url: str, room: str, deflate: bool = True
+) -> ClientConnection:
+    """A socket in ``room``: Engine.IO open packet read, namespace joined and confirmed;
+    offering permessage-deflate unless ``deflate`` is false."""
     ws = await stack.enter_async_context(
-        connect(url, proxy=None, open_timeout=IO_TIMEOUT_S, close_timeout=2, max_queue=None)
+        connect(
+            url,
+            proxy=None,
+            open_timeout=IO_TIMEOUT_S,
+            close_timeout=2,
+            max_queue=None,
+            compression=offer(deflate),
+        )
     )
     opened = await asyncio.wait_for(ws.recv(), IO_TIMEOUT_S)
     if not isinstance(opened, str) or not opened.startswith("0"):
