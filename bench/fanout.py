@@ -3,6 +3,10 @@
 ``PUBLISH`` to as many ``redis.asyncio`` subscribers (one connection each), and the Socket.IO
 peer (``POST /rooms/<room>/events`` emitting to a room of as many sockets, same instance).
 
+cartsync and the peer are each measured with a client that offers permessage-deflate (as
+browsers do) and with one that does not, and cartsync once more with CARTSYNC_WS_COMPRESSION=on
+(deflate offered). The same run measures what compression saves on a 200-line snapshot frame.
+
 Before each event every socket already has a task waiting on it, so the clock starts with the
 request and stops when the last waiting task is handed its frame. All clients are in this
 process: the floor and the two servers pay the same client-side cost of reading N messages.
@@ -16,6 +20,7 @@ import json
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +28,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from tests.support.processes import service_env
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from bench import sio
-from bench.harness import REPEATS, Cores, Report, processes, raise_fd_limit
+from bench.harness import OFFERS, REPEATS, Cores, Report, processes, raise_fd_limit
 from bench.http1 import Http1Client
 from bench.propagation import Tokens, _open_socket
 from bench.stats import Latency, Spread, ratio
+from cartsync.web.hypercorn_hooks import MEM_LEVEL, WINDOW_BITS
 
 NAME = "fanout"
 WAIT_S = 10.0
@@ -116,7 +123,9 @@ async def _cartsync_event(ws: ClientConnection) -> int:
     raise RuntimeError("no event among 100 frames")
 
 
-async def cartsync_runs(url: str, size: int, events: int, repeats: int) -> list[Latency]:
+async def cartsync_runs(
+    url: str, size: int, events: int, repeats: int, deflate: bool = True
+) -> list[Latency]:
     tokens = Tokens()
     customer = f"fan-{uuid.uuid4().hex[:12]}"
     token = tokens.customer(customer)
@@ -127,7 +136,7 @@ async def cartsync_runs(url: str, size: int, events: int, repeats: int) -> list[
         Http1Client(host, int(port), max_connections=1, timeout_s=WAIT_S) as http,
         contextlib.AsyncExitStack() as stack,
     ):
-        sockets = [await _open_socket(stack, ws_url, token) for _ in range(size)]
+        sockets = [await _open_socket(stack, ws_url, token, deflate) for _ in range(size)]
         receivers = [lambda ws=ws: _cartsync_event(ws) for ws in sockets]
         sent = 0
 
@@ -149,14 +158,18 @@ async def cartsync_runs(url: str, size: int, events: int, repeats: int) -> list[
 # The Socket.IO peer --------------------------------------------------------------------------
 
 
-async def socketio_runs(url: str, size: int, events: int, repeats: int) -> list[Latency]:
+async def socketio_runs(
+    url: str, size: int, events: int, repeats: int, deflate: bool = True
+) -> list[Latency]:
     room = f"fan-{uuid.uuid4().hex[:12]}"
     host, port = url.removeprefix("http://").split(":")
     async with (
         Http1Client(host, int(port), max_connections=1, timeout_s=WAIT_S) as http,
         contextlib.AsyncExitStack() as stack,
     ):
-        sockets = [await sio.open_socket(stack, sio.ws_url(url), room) for _ in range(size)]
+        sockets = [
+            await sio.open_socket(stack, sio.ws_url(url), room, deflate) for _ in range(size)
+        ]
 
         def receiver(ws: ClientConnection) -> Receive:
             async def receive() -> int:
@@ -184,40 +197,120 @@ async def socketio_runs(url: str, size: int, events: int, repeats: int) -> list[
         ]
 
 
+# What compression saves -----------------------------------------------------------------------
+
+SNAPSHOT_LINES = 200
+"""The largest cart (the line cap) whose snapshot frame is compressed."""
+
+
+async def snapshot_sizes(url: str) -> dict[str, int]:
+    """Bytes of one 200-line snapshot frame as sent without compression, and as the deflate
+    settings of CARTSYNC_WS_COMPRESSION=on (and wsproto's defaults) compress that message."""
+    tokens = Tokens()
+    token = tokens.customer(f"snap-{uuid.uuid4().hex[:12]}")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    host, port = url.removeprefix("http://").split(":")
+    ws_url = "ws" + url.removeprefix("http") + "/v1/ws"
+    async with (
+        Http1Client(host, int(port), max_connections=1, timeout_s=WAIT_S) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        for i in range(SNAPSHOT_LINES):
+            body = json.dumps(
+                {"sku": f"SKU-{i:06d}", "qty": 1 + i % 3, "attrs": {"size": "M", "colour": "navy"}}
+            ).encode()
+            response = await http.post("/v1/cart/lines", body, headers)
+            if response.status != 201:
+                raise RuntimeError(f"POST answered {response.status}: {response.body[:200]!r}")
+        protocols = [Subprotocol("cartsync.v1"), Subprotocol(f"bearer.{token}")]
+        ws = await stack.enter_async_context(
+            connect(ws_url, subprotocols=protocols, proxy=None, compression=None)
+        )
+        await ws.send('{"type":"sync"}')  # no since: a snapshot, not the 200 events
+        snapshot = b""
+        for _ in range(100):
+            frame = await asyncio.wait_for(ws.recv(decode=False), WAIT_S)
+            if json.loads(frame).get("type") == "snapshot":
+                snapshot = frame
+                break
+    if not snapshot:
+        raise RuntimeError("no snapshot among 100 frames")
+    return {
+        "plain": len(snapshot),
+        "on (11-bit window, memLevel 4)": _deflated(snapshot, WINDOW_BITS, MEM_LEVEL),
+        "wsproto default (15-bit window, memLevel 8)": _deflated(snapshot, 15, 8),
+    }
+
+
+def _deflated(message: bytes, window_bits: int, mem_level: int) -> int:
+    """Payload bytes of ``message`` under permessage-deflate (RFC 7692 7.2.1: a sync flush,
+    its 4-byte tail left off), with a fresh compressor as no context takeover gives."""
+    compressor = zlib.compressobj(
+        zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits, mem_level
+    )
+    data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return len(data) - 4
+
+
 # The whole measurement -----------------------------------------------------------------------
+
+VARIANTS: tuple[tuple[str, str], ...] = (
+    ("cartsync", "deflate offered"),
+    ("cartsync", "no deflate"),
+    ("cartsync, compression on", "deflate offered"),
+    ("socket.io", "deflate offered"),
+    ("socket.io", "no deflate"),
+)
+"""Each server and the way its clients open (see ``bench.harness.OFFERS``)."""
+
+Key = tuple[str, str, int]
+"""(path, how the clients open, sockets)."""
 
 
 def run(quick: bool = False) -> Report:
     plan = QUICK if quick else FULL
     fds = raise_fd_limit()  # before the servers start: they inherit it
     cores = Cores.detect()
-    results: dict[tuple[str, int], list[Latency]] = {}
+    results: dict[Key, list[Latency]] = {}
     peer_missing = sio.available()
+    sizes: dict[str, int] = {}
     with (
         tempfile.TemporaryDirectory(prefix="cartsync-bench-") as tmp,
         processes(Path(tmp), cores) as procs,
     ):
         server = procs.redis()
-        env = service_env(server.url, Path(tmp) / "cartsync", CARTSYNC_WS_MAX_PER_OWNER="2000")
-        cartsync = procs.service("cartsync", env)
-        peer = None if peer_missing else sio.start(procs, server.url, "socket.io peer")
+        urls: dict[str, str] = {}
+        for kind, on in (("cartsync", "off"), ("cartsync, compression on", "on")):
+            env = service_env(
+                server.url,
+                Path(tmp) / kind.replace(", ", "-").replace(" ", "-"),
+                CARTSYNC_WS_MAX_PER_OWNER="2000",
+                CARTSYNC_WS_COMPRESSION=on,
+            )
+            urls[kind] = procs.service(kind, env).url
+        if peer_missing is None:
+            urls["socket.io"] = sio.start(procs, server.url, "socket.io peer").url
         pinned = [*procs.notes, cores.pin_self()]
 
         async def measure() -> None:
             for size in plan.sizes:
                 args = (size, plan.events, plan.repeats)
-                results["floor", size] = await floor_runs(server.url, *args)
-                results["cartsync", size] = await cartsync_runs(cartsync.url, *args)
-                if peer is not None:
-                    results["socket.io", size] = await socketio_runs(peer.url, *args)
+                results["floor", "", size] = await floor_runs(server.url, *args)
+                for kind, how in VARIANTS:
+                    if kind not in urls:
+                        continue
+                    measure_one = socketio_runs if kind == "socket.io" else cartsync_runs
+                    results[kind, how, size] = await measure_one(urls[kind], *args, OFFERS[how])
+            sizes.update(await snapshot_sizes(urls["cartsync"]))
 
         asyncio.run(measure())
-    return _report(plan, pinned, results, fds, peer_missing)
+    return _report(plan, pinned, results, fds, peer_missing, sizes)
 
 
 LABELS = {
     "floor": "Redis PUBLISH → N redis.asyncio subscribers (floor)",
     "cartsync": "cartsync POST → event on N websockets",
+    "cartsync, compression on": "cartsync (CARTSYNC_WS_COMPRESSION=on) POST → event on N",
     "socket.io": "Socket.IO + redis-adapter: POST → emit to a room of N",
 }
 
@@ -225,20 +318,20 @@ LABELS = {
 def _report(
     plan: Plan,
     pinned: list[str],
-    results: dict[tuple[str, int], list[Latency]],
+    results: dict[Key, list[Latency]],
     fds: int,
     peer_missing: str | None,
+    sizes: dict[str, int],
 ) -> Report:
-    headers = ["sockets", "path", "runs x events", "p50 ms (to last socket)", "max ms"]
+    headers = ["sockets", "path", "client", "runs x events", "p50 ms (to last socket)", "max ms"]
     rows: list[list[str]] = []
     summaries: list[str] = []
     for size in plan.sizes:
-        floor = results["floor", size]
+        floor = results["floor", "", size]
         f50 = Spread.of([r.p50_ms for r in floor]).median
         fmax = Spread.of([r.max_ms for r in floor]).median
-        for kind in ("floor", "cartsync", "socket.io"):
-            runs = results.get((kind, size))
-            if runs is None:
+        for (kind, how, n), runs in results.items():
+            if n != size:
                 continue
             p50 = Spread.of([r.p50_ms for r in runs])
             mx = Spread.of([r.max_ms for r in runs])
@@ -246,16 +339,30 @@ def _report(
             if kind != "floor":
                 cells[0] += f" = **{ratio(p50.median, f50)}**"
                 cells[1] += f" = {ratio(mx.median, fmax)}"
+                peer = results.get(("socket.io", how, size))
+                vs_peer = ""
+                if kind.startswith("cartsync") and peer is not None:
+                    peer50 = Spread.of([r.p50_ms for r in peer]).median
+                    vs_peer = f", {ratio(p50.median, peer50)} the Socket.IO peer's {peer50:.2f} ms"
                 summaries.append(
-                    f"{size} sockets, {kind}: last socket after {p50.median:.2f} ms (median "
-                    f"event) = {ratio(p50.median, f50)} the floor's {f50:.2f} ms"
+                    f"{size} sockets, {kind}, {how}: last socket after {p50.median:.2f} ms "
+                    f"(median event) = {ratio(p50.median, f50)} the floor's {f50:.2f} ms{vs_peer}"
                 )
-            rows.append([str(size), LABELS[kind], f"{len(runs)} x {runs[0].n}", *cells])
+            rows.append([str(size), LABELS[kind], how or "-", f"{len(runs)} x {runs[0].n}", *cells])
+    plain = sizes.get("plain", 0)
+    saved = [
+        f"{name}: {n:,} B ({1 - n / plain:.0%} saved)"
+        for name, n in sizes.items()
+        if name != "plain"
+    ]
     notes = [
         f"{plan.events} events per run, {plan.repeats} runs per size; one owner (cartsync "
         "started with CARTSYNC_WS_MAX_PER_OWNER=2000) or one room; each time is from just "
         "before the request (or PUBLISH) until the last of N sockets was handed the frame; "
         "cells: median run (lowest-highest run); p50 is over the events of a run",
+        "client: the `websockets` library offering permessage-deflate (as browsers do) or not; "
+        "cartsync declines it unless CARTSYNC_WS_COMPRESSION=on, then compresses each frame "
+        "once per socket (11-bit window, memLevel 4, no context takeover)",
         "floor: N separate redis.asyncio connections, each SUBSCRIBEd (Redis does the fan-out "
         "in C; the load generator reads N messages, as it reads N frames from the servers)",
         f"open-file limit of the load generator and servers: {fds}",
@@ -265,14 +372,19 @@ def _report(
             if peer_missing
             else ["Socket.IO peer: one node process (bench/peers/socketio), same Redis"]
         ),
+        f"a {SNAPSHOT_LINES}-line snapshot frame: {plain:,} B uncompressed; deflated with "
+        + "; ".join(saved)
+        + " (the message's payload bytes, compressed by zlib with each setting, as a fresh "
+        "compressor per message: no context takeover)",
         *summaries,
     ]
     data = {
         "plan": vars(plan) | {"sizes": list(plan.sizes)},
         "pinned": pinned,
+        "snapshot_bytes": sizes,
         "series": [
-            {"path": kind, "sockets": size, "runs": [vars(r) for r in runs]}
-            for (kind, size), runs in results.items()
+            {"path": kind, "client": how, "sockets": size, "runs": [vars(r) for r in runs]}
+            for (kind, how, size), runs in results.items()
         ],
     }
     title = "Fan-out: one event to 100 and 1,000 sockets on one instance"
