@@ -28,8 +28,8 @@ from cartsync.events.runner import build_worker, embedded_worker, outbox_config
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.hub import Hub
-from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.outbox import OutboxHints
+from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.store import CartStore
 from cartsync.web import (
     asyncapi,
