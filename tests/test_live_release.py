@@ -127,17 +127,45 @@ async def test_deep_nesting_is_closed_with_1008_not_1011(
     await still_welcome(tight, token)
 
 
-async def test_a_socket_that_stops_reading_is_released_when_its_queue_overflows(
-    redis_server: RedisProcess, tmp_path: Path, tokens: Tokens, customer_id: str
+STALLS = {
+    # Which bound ends a socket that stopped reading, the settings that make it the only one,
+    # and the close code the client finds once it reads again.
+    "queue overflow": (
+        {
+            "CARTSYNC_WS_SEND_QUEUE": "16",
+            "CARTSYNC_WS_SEND_TIMEOUT_SECONDS": "60",
+        },
+        1013,
+    ),
+    "silence": (
+        {
+            "CARTSYNC_WS_PING_INTERVAL_SECONDS": "0.5",
+            "CARTSYNC_WS_SEND_QUEUE": "100000",
+            "CARTSYNC_WS_SEND_QUEUE_BYTES": "1000000000",
+            "CARTSYNC_WS_SEND_TIMEOUT_SECONDS": "60",
+        },
+        1001,
+    ),
+    "send timeout": (
+        {
+            "CARTSYNC_WS_PING_INTERVAL_SECONDS": "60",
+            "CARTSYNC_WS_SEND_QUEUE": "100000",
+            "CARTSYNC_WS_SEND_QUEUE_BYTES": "1000000000",
+            "CARTSYNC_WS_SEND_TIMEOUT_SECONDS": "1",
+        },
+        1013,
+    ),
+}
+CHANGES = 400
+
+
+@pytest.mark.parametrize("bound", list(STALLS))
+async def test_a_socket_that_stops_reading_is_released_by_each_bound(
+    redis_server: RedisProcess, tmp_path: Path, tokens: Tokens, customer_id: str, bound: str
 ) -> None:
+    settings, code = STALLS[bound]
     token = tokens.token("customer", customer_id)
-    with running(
-        redis_server.url,
-        tmp_path,
-        CARTSYNC_WS_SEND_QUEUE="16",
-        CARTSYNC_WS_MAX_PER_OWNER="2",
-        CARTSYNC_WS_SEND_TIMEOUT_SECONDS="60",  # the overflow, not the send timeout, ends it
-    ) as svc:
+    with running(redis_server.url, tmp_path, CARTSYNC_WS_MAX_PER_OWNER="2", **settings) as svc:
         baseline = await open_sockets(svc)
         sock = small_buffer_socket(svc.port)
         async with (
@@ -146,8 +174,8 @@ async def test_a_socket_that_stops_reading_is_released_when_its_queue_overflows(
         ):
             await slow.sync(0)
             slow.ws.transport.pause_reading()
-            # Enough ~1 KB events to fill the network buffers and then the 16-event queue.
-            for n in range(400):
+            # Enough ~1 KB events to fill the network buffers and then a 16-event queue.
+            for n in range(CHANGES):
                 r = await http.put("/v1/cart/note", json={"note": f"{n:04d} " + "x" * 995})
                 assert r.status_code == 200, r.text
             # The server ended the stalled session without the client reading a byte...
@@ -159,65 +187,9 @@ async def test_a_socket_that_stops_reading_is_released_when_its_queue_overflows(
                 for sock_ in (one, two):
                     snap = await sock_.frame()
                     assert snap["type"] == "snapshot", snap
-                    assert snap["rev"] == 400
+                    assert snap["rev"] == CHANGES
             slow.ws.transport.resume_reading()
-            assert await close_code(slow.ws, wait_s=30) == 1013
-
-
-async def test_a_silent_socket_is_ended_even_while_a_send_to_it_is_stuck(
-    redis_server: RedisProcess, tmp_path: Path, tokens: Tokens, customer_id: str
-) -> None:
-    token = tokens.token("customer", customer_id)
-    with running(
-        redis_server.url,
-        tmp_path,
-        CARTSYNC_WS_PING_INTERVAL_SECONDS="0.5",
-        CARTSYNC_WS_SEND_QUEUE="100000",  # never overflows: only the silence check can end it
-        CARTSYNC_WS_SEND_QUEUE_BYTES="1000000000",
-        CARTSYNC_WS_SEND_TIMEOUT_SECONDS="60",
-    ) as svc:
-        baseline = await open_sockets(svc)
-        sock = small_buffer_socket(svc.port)
-        async with (
-            live(svc, token, sock=sock, compression=None, max_queue=1) as slow,
-            rest(svc, token) as http,
-        ):
-            await slow.sync(0)
-            slow.ws.transport.pause_reading()
-            for n in range(300):
-                r = await http.put("/v1/cart/note", json={"note": f"{n:04d} " + "x" * 995})
-                assert r.status_code == 200, r.text
-            assert await settled(svc, baseline) == baseline
-            slow.ws.transport.resume_reading()
-            assert await close_code(slow.ws, wait_s=30) == 1001
-
-
-async def test_a_send_that_cannot_finish_in_time_ends_the_session(
-    redis_server: RedisProcess, tmp_path: Path, tokens: Tokens, customer_id: str
-) -> None:
-    token = tokens.token("customer", customer_id)
-    with running(
-        redis_server.url,
-        tmp_path,
-        CARTSYNC_WS_PING_INTERVAL_SECONDS="60",
-        CARTSYNC_WS_SEND_QUEUE="100000",
-        CARTSYNC_WS_SEND_QUEUE_BYTES="1000000000",
-        CARTSYNC_WS_SEND_TIMEOUT_SECONDS="1",
-    ) as svc:
-        baseline = await open_sockets(svc)
-        sock = small_buffer_socket(svc.port)
-        async with (
-            live(svc, token, sock=sock, compression=None, max_queue=1) as slow,
-            rest(svc, token) as http,
-        ):
-            await slow.sync(0)
-            slow.ws.transport.pause_reading()
-            for n in range(300):
-                r = await http.put("/v1/cart/note", json={"note": f"{n:04d} " + "x" * 995})
-                assert r.status_code == 200, r.text
-            assert await settled(svc, baseline) == baseline
-            slow.ws.transport.resume_reading()
-            assert await close_code(slow.ws, wait_s=30) == 1013
+            assert await close_code(slow.ws, wait_s=30) == code
 
 
 async def frames_then_close(ws: object, wait_s: float = RELEASE_S) -> tuple[int | None, str]:
