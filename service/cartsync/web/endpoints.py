@@ -178,6 +178,8 @@ class PublicRoute:
     """Takes a bearer token (documented in the summary which role)."""
     name: str = ""
     query: tuple[QueryParam, ...] = ()
+    tag: str = "public"
+    """The OpenAPI tag: ``service`` for a route only service tokens may use."""
 
     @property
     def operation(self) -> str:

@@ -270,7 +270,7 @@ def _public_operation(route: PublicRoute, schemas: _Schemas) -> dict[str, Any]:
         responses[str(status)] = entry
     op: dict[str, Any] = {
         "summary": route.summary,
-        "tags": ["public"],
+        "tags": [route.tag],
         "operationId": _operation_id(route.operation, ""),
         "responses": responses,
     }

@@ -30,7 +30,8 @@ _CURSOR = re.compile(r"0|\d{1,15}-\d{1,15}")
 _decode = msgspec.json.Decoder(wire.BackOfficeEvent)
 
 Cursor = Annotated[str, Meta(pattern=r"^(0|\d{1,15}-\d{1,15})$")]
-Types = Annotated[str, Meta(pattern=r"^[a-z_.]+(,[a-z_.]+)*$")]
+_TYPE = "(" + "|".join(re.escape(t) for t in EVENT_TYPES) + ")"
+Types = Annotated[str, Meta(pattern=f"^{_TYPE}(,{_TYPE})*$")]
 Seconds = Annotated[int, Meta(ge=0, le=MAX_WAIT_S)]
 Limit = Annotated[int, Meta(ge=1, le=MAX_LIMIT)]
 
@@ -64,7 +65,11 @@ async def list_events(request: Request) -> Response:
         raise InvalidInput(
             f"wait is at most {MAX_WAIT_S} seconds", code="invalid_field", field="wait"
         )
-    limit = min(max(inputs.query_int(query.get("limit"), "limit", 100), 1), MAX_LIMIT)
+    limit = inputs.query_int(query.get("limit"), "limit", 100)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit is from 1 to {MAX_LIMIT}", code="invalid_field", field="limit")
+    if not services.settings.events:
+        wait = 0  # this deployment writes no events: nothing will come to wait for
     outbox = Outbox(services.store.redis, services.settings.outbox_partitions)
     deadline = time.monotonic() + wait
     events: list[wire.BackOfficeEvent] = []
@@ -119,10 +124,17 @@ PUBLIC = [
         },
         token=True,
         name="list_events",
+        tag="service",
         query=(
             QueryParam("after", Cursor, "The previous answer's next (default 0: the start)"),
             QueryParam("types", Types, "Comma-separated event types (default: all)"),
-            QueryParam("wait", Seconds, "Seconds to wait for a first event (0-30, default 0)", 5),
+            QueryParam(
+                "wait",
+                Seconds,
+                "Seconds to wait for a first event (0-30, default 0; not waited when "
+                "CARTSYNC_EVENTS is off)",
+                5,
+            ),
             QueryParam("limit", Limit, "At most this many events (1-500, default 100)", 100),
         ),
     ),
