@@ -42,6 +42,36 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def _events_settings(config: Config, *, embedded: bool) -> dict[str, Any]:
+    """CARTSYNC_EVENTS, _WORKER, _WEBHOOK*, deadlines and the outbox (docs/events.md).
+
+    With the embedded Redis (``make run``), events and an in-process worker are on by default.
+    """
+    events = config("EVENTS", cast=str, default="") or ("true" if embedded else "false")
+    worker = config("WORKER", cast=str, default="") or ("embedded" if embedded else "off")
+    if events not in ("true", "false"):
+        raise SettingsError(f"CARTSYNC_EVENTS must be true or false, got {events!r}")
+    if worker not in ("off", "embedded"):
+        raise SettingsError(f"CARTSYNC_WORKER must be off or embedded, got {worker!r}")
+    webhooks = config("WEBHOOKS_FILE", cast=str, default="")
+    return {
+        "events": events == "true",
+        "worker": worker,
+        "webhooks_file": Path(webhooks) if webhooks else None,
+        "webhooks_allow_http": config("WEBHOOKS_ALLOW_HTTP", cast=bool, default=False),
+        "webhook_retry_hours": config("WEBHOOK_RETRY_HOURS", cast=float, default=24.0),
+        "webhook_retry_base_s": config("WEBHOOK_RETRY_BASE_SECONDS", cast=float, default=1.0),
+        "abandoned_after_s": config("ABANDONED_AFTER_SECONDS", cast=int, default=3600),
+        "expiry_notice_s": config("EXPIRY_NOTICE_SECONDS", cast=int, default=3 * DAY),
+        "guest_events": config("GUEST_EVENTS", cast=bool, default=False),
+        "outbox_partitions": config("OUTBOX_PARTITIONS", cast=int, default=16),
+        "worker_poll_s": config("WORKER_POLL_SECONDS", cast=float, default=0.5),
+        "worker_visibility_s": config("WORKER_VISIBILITY_SECONDS", cast=float, default=30.0),
+        "worker_metrics_port": config("WORKER_METRICS_PORT", cast=int, default=9101),
+        "events_feed_max": config("EVENTS_FEED_MAX", cast=int, default=100_000),
+    }
+
+
 MAPPED_ROLES = ("customer", "staff", "service", "support")
 """The roles an identity provider's tokens may map to; guests are always cartsync's own."""
 
@@ -212,6 +242,21 @@ class Settings:
     event_log_max: int = 1000
     history_days: float = 30.0
     """Events older than this leave the log at the owner's next change (0: only the count cap)."""
+    events: bool = False
+    """Write back-office events (docs/events.md); default: on with the embedded Redis."""
+    worker: Literal["off", "embedded"] = "off"
+    webhooks_file: Path | None = None
+    webhooks_allow_http: bool = False
+    webhook_retry_hours: float = 24.0
+    webhook_retry_base_s: float = 1.0
+    abandoned_after_s: int = 3600
+    expiry_notice_s: int = 3 * DAY
+    guest_events: bool = False
+    outbox_partitions: int = 16
+    worker_poll_s: float = 0.5
+    worker_visibility_s: float = 30.0
+    worker_metrics_port: int = 9101
+    events_feed_max: int = 100_000
     limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = 64 * 1024
     default_currency: str = "EUR"
@@ -290,10 +335,14 @@ class Settings:
                 issuers=_issuers(config),
                 guest_token_ttl_s=config("GUEST_TOKEN_TTL_SECONDS", cast=int, default=30 * DAY),
                 guest_data_ttl_s=config("GUEST_TTL_DAYS", cast=int, default=30) * DAY,
-                customer_data_ttl_s=config("CUSTOMER_TTL_DAYS", cast=int, default=90) * DAY,
+                customer_data_ttl_s=config("CUSTOMER_TTL_SECONDS", cast=int, default=0)
+                or config("CUSTOMER_TTL_DAYS", cast=int, default=90) * DAY,
                 idempotency_ttl_s=config("IDEMPOTENCY_TTL_SECONDS", cast=int, default=DAY),
                 event_log_max=config("EVENT_LOG_MAX", cast=int, default=1000),
                 history_days=config("HISTORY_DAYS", cast=float, default=30.0),
+                **_events_settings(
+                    config, embedded=url is None and not env.get("CARTSYNC_REDIS_SENTINELS")
+                ),
                 limits=limits,
                 max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=64 * 1024),
                 default_currency=config("DEFAULT_CURRENCY", cast=str, default="EUR"),
@@ -345,6 +394,14 @@ class Settings:
             "CARTSYNC_PORT": self.port,
             "CARTSYNC_EVENT_LOG_MAX": self.event_log_max,
             "CARTSYNC_REDIS_MAX_CONNECTIONS": self.redis_max_connections,
+            "CARTSYNC_WEBHOOK_RETRY_HOURS": self.webhook_retry_hours,
+            "CARTSYNC_WEBHOOK_RETRY_BASE_SECONDS": self.webhook_retry_base_s,
+            "CARTSYNC_ABANDONED_AFTER_SECONDS": self.abandoned_after_s,
+            "CARTSYNC_EXPIRY_NOTICE_SECONDS": self.expiry_notice_s,
+            "CARTSYNC_OUTBOX_PARTITIONS": self.outbox_partitions,
+            "CARTSYNC_WORKER_POLL_SECONDS": self.worker_poll_s,
+            "CARTSYNC_WORKER_VISIBILITY_SECONDS": self.worker_visibility_s,
+            "CARTSYNC_EVENTS_FEED_MAX": self.events_feed_max,
             "CARTSYNC_MAX_BODY_BYTES": self.max_body_bytes,
             "CARTSYNC_IDEMPOTENCY_TTL_SECONDS": self.idempotency_ttl_s,
             "CARTSYNC_GUEST_TTL_DAYS": self.guest_data_ttl_s,
@@ -410,6 +467,12 @@ class Settings:
             raise SettingsError("CARTSYNC_REDIS_WAIT_* must not be negative")
         if self.redis_wait_replicas and self.redis_cluster:
             raise SettingsError("CARTSYNC_REDIS_WAIT_REPLICAS is for standalone or Sentinel Redis")
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise SettingsError("CARTSYNC_WORKER_METRICS_PORT must be 0 (off) to 65535")
+        if self.outbox_partitions > 16384:
+            raise SettingsError("CARTSYNC_OUTBOX_PARTITIONS must be at most 16384")
+        if self.worker == "embedded" and not self.events:
+            raise SettingsError("CARTSYNC_WORKER=embedded needs CARTSYNC_EVENTS=true")
         if not 0 <= self.metrics_port <= 65535 or self.metrics_port == self.port:
             raise SettingsError("CARTSYNC_METRICS_PORT must be 0 (off) to 65535, not CARTSYNC_PORT")
         if self.port > 65535:
