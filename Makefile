@@ -29,11 +29,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-## bench: every benchmark on loopback (prints markdown, writes bench/results/*.json)
+## bench: every benchmark on loopback (prints markdown, writes bench/results/*.json); about
+## 25 minutes on 2 cores: websocket figures twice (client offering deflate or not), idle at 10,000
 bench: $(STAMP)
 	$(BIN)/python -m bench all
 
-## bench-quick: smaller counts, about 3 minutes
+## bench-quick: smaller counts, a few minutes
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench all --quick
 
