@@ -44,7 +44,9 @@ def claims(*, drop: tuple[str, ...] = (), **over: Any) -> dict[str, Any]:
         "iss": "cartsync",
         "iat": now,
         "nbf": now,
-        "exp": now + 600,
+        # A day: the parametrized cases are built when the suite is collected, and may run
+        # many minutes later in a full run.
+        "exp": now + 86_400,
     }
     base.update(over)
     return {k: v for k, v in base.items() if k not in drop}
