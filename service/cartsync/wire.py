@@ -64,6 +64,8 @@ class AddLine(Input):
 class PatchLine(Input):
     min_properties: ClassVar[int] = 1
     """``{}`` is refused (422): send qty or qty_delta, attrs, or both (as the OpenAPI says)."""
+    exclusive: ClassVar[tuple[str, ...]] = ("qty", "qty_delta")
+    """Never both (422; the OpenAPI says so with ``not: {required: [...]}``)."""
 
     qty: QtyOrZero | UnsetType = UNSET
     qty_delta: QtyDelta | UnsetType = UNSET

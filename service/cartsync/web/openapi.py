@@ -134,9 +134,14 @@ class _Schemas:
         )
         self.by_type = dict(zip(self.types, schemas, strict=True))
         for t in self.types:
+            if not isinstance(t, type):
+                continue
             least = getattr(t, "min_properties", 0)
-            if least and isinstance(t, type):
+            if least:
                 self.components[t.__name__]["minProperties"] = least
+            exclusive = getattr(t, "exclusive", ())
+            if exclusive:
+                self.components[t.__name__]["not"] = {"required": list(exclusive)}
 
     def __getitem__(self, t: Any) -> dict[str, Any]:
         schema: dict[str, Any] = self.by_type[t]
