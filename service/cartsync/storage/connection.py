@@ -90,4 +90,4 @@ def connect(settings: Settings) -> Redis | RedisCluster:
         socket_timeout=timeout,
         socket_connect_timeout=connect_timeout,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
