@@ -133,7 +133,7 @@ class Worker:
                     _, late = await asyncio.wait(pending, timeout=self.config.total_timeout_s)
                     for task in late:
                         task.cancel()
-                    if late:  # cancelled tasks that await Redis may need a moment (FIELD-NOTES)
+                    if late:  # a cancel landing inside a Redis call can be swallowed: wait a moment
                         await asyncio.wait(late, timeout=2)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
