@@ -116,6 +116,7 @@ class Session:
         "_reading",
         "_resync",
         "_sends",
+        "_synced",
         "_writer",
         "device_id",
         "epoch",
@@ -167,6 +168,9 @@ class Session:
         self._next_ping = 0.0
         self._context = contextvars.copy_context()
         self._sends = 0
+        self._synced = False
+        """A sync came: from then on events are queued (``position`` is None until the first
+        catch-up has read the log, and an event published meanwhile must not be dropped)."""
         self.device_id = "d_" + secrets.token_hex(8)
         self._device = Device(
             label=None,
@@ -187,7 +191,6 @@ class Session:
         self.last_heard = loop.time()
         self._next_ping = self.last_heard + services.settings.ws_ping_interval_s
         self._context = contextvars.copy_context()  # the request id, for the writer's logs
-        # Not ``hub.listen``: its context manager would stay on every idle socket's stack.
         await services.hub.add(self.owner.id, self)
         try:
             if not await services.hub.subscribed(self.owner.id, timeout_s=5.0):
@@ -276,8 +279,8 @@ class Session:
             except Close as close:
                 self.end(close)
                 return
-        if self.position is None and self.wanted is None:
-            return  # not synced yet: the client's sync reads the log anyway
+        if not self._synced:
+            return  # the client has not asked yet: its sync reads the log anyway
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -328,6 +331,7 @@ class Session:
             self.last_heard = loop.time()
             if isinstance(frame, wire.SyncFrame):
                 self.wanted = frame
+                self._synced = True
                 self._kick()
             elif isinstance(frame, wire.OpFrame):
                 with tracing.op_span(frame.name):
