@@ -9,27 +9,24 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.processes import free_port
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 Behaviour = Literal["ok", "slow", "error", "wrong-shape", "not-json", "bad-price"]
 
 
-class Catalogue:
+class Catalogue(LoopbackServer):
     """Products by SKU; ``asked`` holds the SKUs of every request, in order."""
 
     def __init__(self, *, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         self.products: dict[str, dict[str, Any]] = {}
         self.asked: list[list[str]] = []
         self.behaviour: Behaviour = "ok"
         self.delay_s = 2.0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -63,43 +60,15 @@ class Catalogue:
             known = [{**p, "unit_price": float(p["unit_price"])} for p in known]
         return 200, json.dumps({"products": known}).encode()
 
-    def start(self) -> Catalogue:
+    def handler(self) -> type[QuietHandler]:
         catalogue = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path != "/products":
                     self.send_error(404)
                     return
-                status, data = catalogue._answer(parse_qs(url.query).get("sku", []))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(*catalogue._answer(parse_qs(url.query).get("sku", [])))
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Take the catalogue down: its port refuses connections until ``start`` again."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Catalogue:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler

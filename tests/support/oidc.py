@@ -11,18 +11,16 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tests.support.processes import free_port
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -49,11 +47,11 @@ def public_jwk(key: PrivateKey, kid: str) -> dict[str, Any]:
     return jwk
 
 
-class Provider:
+class Provider(LoopbackServer):
     """An identity provider at ``issuer``; ``keys`` are what its JWKS lists."""
 
     def __init__(self, *, path: str = "/realms/shop", port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         self.issuer = f"http://127.0.0.1:{self.port}{path}"
         self.keys: dict[str, PrivateKey] = {}
         self.published: list[str] = []
@@ -68,8 +66,6 @@ class Provider:
         self.signing_kid: str | None = None
         self.token_requests: list[dict[str, str]] = []
         self._codes: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def jwks_url(self) -> str:
@@ -143,10 +139,10 @@ class Provider:
 
     # Serving ------------------------------------------------------------------------------
 
-    def start(self) -> Provider:
+    def handler(self) -> type[QuietHandler]:
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 base = provider.issuer.removeprefix(f"http://127.0.0.1:{provider.port}")
                 url = f"http://127.0.0.1:{provider.port}{self.path}"
@@ -182,39 +178,11 @@ class Provider:
                 self._json(*provider.exchange(form))
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
                 # Browser pages call discovery and the token endpoint themselves (public clients).
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.end_headers()
-                self.wfile.write(data)
+                cors = {"Access-Control-Allow-Origin": "*"}
+                self.answer(status, json.dumps(body).encode(), cors)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Take the provider down: its port refuses connections until ``start`` again."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Provider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
 
 def keycloak_claims(

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import msgspec
@@ -173,15 +172,6 @@ class Hub:
 
     def consumer_count(self, owner_id: str) -> int:
         return len(self._consumers.get(OwnerKeys(owner_id).channel, ()))
-
-    @contextlib.asynccontextmanager
-    async def listen(self, owner_id: str, consumer: Consumer) -> AsyncIterator[None]:
-        """Deliver an owner's events to ``consumer`` while inside; the last one out unsubscribes."""
-        await self.add(owner_id, consumer)
-        try:
-            yield
-        finally:
-            await self.remove(owner_id, consumer)
 
     async def add(self, owner_id: str, consumer: Consumer) -> None:
         """Deliver an owner's events to ``consumer`` until ``remove``."""

@@ -84,17 +84,11 @@ class Wheel:
             await asyncio.sleep(max(0.0, (done + 1) * self._resolution - loop.time()))
             now = loop.time()
             current = math.floor(now / self._resolution)
-            if self._slots and current > done:
-                # Normally one tick; after a stall, every tick the loop slept through.
-                due = (
-                    [t for t in self._slots if t <= current]
-                    if current - done > 64
-                    else [t for t in range(done + 1, current + 1) if t in self._slots]
-                )
-                for tick in sorted(due):
-                    for item in self._slots.pop(tick, ()):
-                        del self._tick_of[item]
-                        self._run(item, now)
+            # Normally one tick is due; after a stall, every tick the loop slept through.
+            for tick in sorted(t for t in self._slots if t <= current):
+                for item in self._slots.pop(tick, ()):
+                    del self._tick_of[item]
+                    self._run(item, now)
             done = max(done, current)
             if self._watched:
                 late = [item for item, deadline in self._watched.items() if deadline <= now]
