@@ -1,6 +1,6 @@
 """The event catalogue: the envelope of every event and, per type, the shape of its ``data``.
 
-``storage/lua/mutate.lua`` writes these (and publishes ``owner.erased``); the names come from
+``storage/lua/mutate/`` writes these (and publishes ``owner.erased``); the names come from
 ``domain/events.py``. ``tests/test_event_catalogue.py`` drives every type through a real service
 and decodes each event it sees strictly with these types, so the catalogue cannot drift from
 the scripts. The AsyncAPI document (``web/asyncapi.py``), docs/api.md and the clients follow it.

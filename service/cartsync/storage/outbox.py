@@ -1,8 +1,9 @@
 """The back-office outbox in Redis: what the worker polls, leases, acknowledges and gives up.
 
 Mutations write events into their owner's partition (``events.lua`` + ``outbox.lua``, joined in
-front of ``mutate.lua``). Everything here runs on the delivery side, one partition per script
-call, so every script's keys share the partition's tag (one Cluster slot).
+front of the mutation script in ``storage/lua/mutate/``). Everything here runs on the delivery
+side, one partition per script call, so every script's keys share the partition's tag (one
+Cluster slot).
 """
 
 from __future__ import annotations

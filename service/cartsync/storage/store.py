@@ -63,6 +63,19 @@ _REFUSALS: Mapping[str, type[CartsyncError]] = {
 _STORE_DOWN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, rexc.ReadOnlyError)
 
 
+# The mutation script, joined at load: hooks first, then mutate/ (prelude, one file per concern,
+# the dispatcher last); each part uses only what the parts before it define.
+_MUTATE_PARTS = (
+    "events",
+    "outbox",
+    "restore",
+    *(
+        f"mutate/{part}"
+        for part in ("prelude", "lines", "wishlists", "cart", "consent", "merge", "entry")
+    ),
+)
+
+
 def _script(name: str) -> str:
     return (resources.files("cartsync.storage") / "lua" / f"{name}.lua").read_text()
 
@@ -196,9 +209,7 @@ class CartStore:
             }
         )
         # Back-office events are written by the same script as the change (docs/events.md).
-        self._mutate = redis.register_script(
-            "\n".join(_script(name) for name in ("events", "outbox", "restore", "mutate"))
-        )
+        self._mutate = redis.register_script("\n".join(_script(name) for name in _MUTATE_PARTS))
         self._read = redis.register_script(_script("read"))
 
     async def ping(self) -> None:

@@ -1,4 +1,4 @@
--- mutate.lua's back-office hooks (joined after events.lua and before mutate.lua at load).
+-- The mutation script's back-office hooks (joined after events.lua and before mutate/ at load).
 -- KEYS[13..15]: the owner's partition outbox, deadlines and expiring carts; ARGV[17]: the
 -- events settings as JSON, or '' when this owner produces no back-office events.
 

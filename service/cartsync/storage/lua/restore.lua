@@ -1,4 +1,4 @@
--- mutate.lua's history hooks (joined after outbox.lua and before mutate.lua at load, store.py):
+-- The mutation script's history hooks (joined after outbox.lua and before mutate/ at load, store.py):
 -- the log's state snapshots and time window, and the restore a support agent asks for.
 -- ARGV[18]: events stamped before this time ('YYYY-MM-DDTHH:MM:SS.mmmZ') leave the log, '' for
 -- none; ARGV[19]: every this many revisions, a log entry also carries the state after it.
