@@ -44,11 +44,11 @@ soak: $(STAMP)
 	CARTSYNC_SOAK=1 $(BIN)/pytest -m reliability tests/reliability -p no:cacheprovider -s \
 	  --timeout=1200
 
-## lock: pin the service's runtime dependencies, with hashes, in requirements.lock (the image
+## lock: pin the runtime dependencies and the otel extra, with hashes, in requirements.lock (the image
 ## installs exactly these); run it after changing [project] dependencies in pyproject.toml
 lock: $(STAMP)
 	$(BIN)/pip install --quiet 'uv>=0.5,<1'
-	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra otel --quiet --generate-hashes --python-version 3.11 \
 	  --python-platform linux --custom-compile-command 'make lock' --output-file requirements.lock
 
 clean:

@@ -171,8 +171,11 @@ def locked() -> dict[str, tuple[Version, list[str]]]:
 
 
 def runtime_requirements() -> list[Requirement]:
-    """The service's dependencies, and the requirements their chosen extras add."""
-    direct = [Requirement(r) for r in pyproject("cartsync")["project"]["dependencies"]]
+    """The service's dependencies with the ``otel`` extra (the image traces when ``OTEL_*`` says
+    so), and the requirements their chosen extras add."""
+    project = pyproject("cartsync")["project"]
+    direct = [Requirement(r) for r in project["dependencies"]]
+    direct += [Requirement(r) for r in project["optional-dependencies"]["otel"]]
     found = list(direct)
     for requirement in direct:
         for extra in requirement.extras:
