@@ -248,6 +248,73 @@ def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
     assert ended == [{"role": "staff", "id": emma, "store": "s1"}] * 2
 
 
+ACCESS_TTL_S = 5
+"""The provider's access tokens in the refresh scenario: it waits several of them out."""
+REFRESH_IDLE_S = 15
+"""Longer than a round of the scenario, short enough to wait out once."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_the_tablet_renews_its_sign_in_until_revoked_or_idle_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with Provider(path="/realms/shop") as provider:
+        provider.add_key("RSA", "kc-rsa-1")
+        provider.login = lambda: keycloak_claims(provider, "emma", ["store-staff"], store_id="s1")
+        provider.access_ttl_s = ACCESS_TTL_S
+        provider.refresh_tokens = True
+        provider.refresh_scope = "offline_access"  # so the tablet must ask for it
+        env = service_env(
+            redis_server.url,
+            tmp_path / "service",
+            CARTSYNC_OIDC_ISSUER=provider.issuer,
+            CARTSYNC_OIDC_ROLE_CLAIM="realm_access.roles",
+            CARTSYNC_OIDC_ROLES="customer=shopper,staff=store-staff",
+            CARTSYNC_OIDC_STORE_CLAIM="store_id",
+            CARTSYNC_STAFF_SIGNIN_ISSUER=provider.issuer,
+            CARTSYNC_STAFF_SIGNIN_OFFLINE_ACCESS="true",
+            CARTSYNC_STAFF_IDLE_SECONDS=str(REFRESH_IDLE_S),
+            # A token is refused the moment it runs out: a socket not given a fresh one closes.
+            CARTSYNC_JWT_LEEWAY_SECONDS="0",
+        )
+        service = ServiceProcess(env).start()
+        provider.clients["cartsync-tablet"] = f"{service.url}/staff"
+        try:
+            run_scenario(
+                "refresh.mjs",
+                service,
+                tokens.token("customer", customer),
+                "(none: the tablet signs in through the provider)",
+                CARTSYNC_ACCESS_TTL_SECONDS=str(ACCESS_TTL_S),
+                CARTSYNC_STAFF_IDLE_SECONDS=str(REFRESH_IDLE_S),
+                CARTSYNC_OIDC_REVOKE_URL=provider.revoke_all_url,
+            )
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                mine = tokens.headers("customer", customer)
+                history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+        finally:
+            service.stop()
+    grants = [r["grant_type"] for r in provider.token_requests]
+    # Two sign-ins, renewals between them and after, and one renewal refused after the revoke.
+    assert grants.count("authorization_code") == 2, grants
+    assert grants.count("refresh_token") >= 6, grants
+    # A public client: its id and the refresh token, never a secret or a verifier again.
+    refreshes = [r for r in provider.token_requests if r["grant_type"] == "refresh_token"]
+    assert all(set(r) == {"grant_type", "refresh_token", "client_id"} for r in refreshes)
+    assert {r["client_id"] for r in refreshes} == {"cartsync-tablet"}
+    # Rotation: each refresh token was used once, the revoked one included.
+    assert len({r["refresh_token"] for r in refreshes}) == len(refreshes)
+    # The expired sign-in left the grant open; only the idle limit ended it, as the staff member.
+    ended = [e["actor"] for e in history if e["type"] == "grant.revoked"]
+    emma = keycloak_claims(provider, "emma", [])["sub"]
+    assert ended == [{"role": "staff", "id": emma, "store": "s1"}]
+    lines = {
+        line["sku"] for e in history if e["type"] == "line.added" for line in [e["data"]["line"]]
+    }
+    assert {"TABLET-1", "TABLET-2", "TABLET-3", "PHONE-3", "WHILE-AWAY"} <= lines
+
+
 HANDOFF_TTL_S = 3
 
 
