@@ -21,6 +21,7 @@ import pytest
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.catalog import Catalogue
+from tests.support.host import HostApp
 from tests.support.oidc import Provider, keycloak_claims
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
 
@@ -313,6 +314,59 @@ def test_the_tablet_renews_its_sign_in_until_revoked_or_idle_in_chromium(
         line["sku"] for e in history if e["type"] == "line.added" for line in [e["data"]["line"]]
     }
     assert {"TABLET-1", "TABLET-2", "TABLET-3", "PHONE-3", "WHILE-AWAY"} <= lines
+
+
+HANDED_TTL_S = 15
+"""The first token the app hands over: long enough to start Chromium, short enough to outlive."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_the_shop_app_hands_the_shopper_page_its_token_by_post_message_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with HostApp() as shop, HostApp() as stranger:
+        env = service_env(
+            redis_server.url,
+            tmp_path / "service",
+            CARTSYNC_PAGES_HOST_ORIGINS=shop.origin,
+            CARTSYNC_JWT_LEEWAY_SECONDS="0",  # the first token is refused the moment it ends
+        )
+        service = ServiceProcess(env).start()
+        shop.pages["/app"] = (
+            '<!doctype html><html lang="en"><title>Shop app</title><h1>Shop app</h1>'
+            f'<iframe id="cart-frame" title="Your cart" src="{service.url}/demo"'
+            ' width="380" height="700"></iframe>'
+            f'<iframe id="ad-frame" title="Advert" src="{stranger.origin}/ad"></iframe></html>'
+        )
+        stranger.pages["/ad"] = '<!doctype html><html lang="en"><title>Advert</title></html>'
+        stranger.pages["/app"] = '<!doctype html><html lang="en"><title>Elsewhere</title></html>'
+        fresh = tokens.token("customer", customer)
+        try:
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                # Only the listed origin may frame the page, and only it is told to the page.
+                demo = http.get("/demo")
+                assert f"frame-ancestors {shop.origin}" in demo.headers["content-security-policy"]
+                listed = http.get("/demo/hand-over.json").json()
+                assert listed == {"host_origins": [shop.origin]}
+                mine = {"Authorization": f"Bearer {fresh}"}
+                added = http.post(
+                    "/v1/cart/lines", json={"sku": "TSHIRT-1", "qty": 1}, headers=mine
+                )
+                assert added.status_code == 201, added.text
+            run_scenario(
+                "hostpage.mjs",
+                service,
+                tokens.token("customer", customer, ttl_s=HANDED_TTL_S),
+                "(none: no tablet here)",
+                CARTSYNC_SHOP_URL=shop.origin,
+                CARTSYNC_STRANGER_URL=stranger.origin,
+                CARTSYNC_FRESH_TOKEN=fresh,
+                CARTSYNC_OTHER_TOKEN=tokens.token("customer", f"other-{uuid.uuid4().hex[:8]}"),
+                CARTSYNC_THIRD_TOKEN=tokens.token("customer", f"third-{uuid.uuid4().hex[:8]}"),
+            )
+        finally:
+            service.stop()
 
 
 HANDOFF_TTL_S = 3
