@@ -4,7 +4,8 @@ Enough of a real provider for cartsync's side of the contract: keys made with
 ``cryptography``, rotated and retired at will, a provider that can be taken down and brought
 back on the same port, and a count of the key set fetches it served. For the tablet's sign-in:
 authorization code with PKCE, short-lived access tokens, and refresh tokens that rotate on use
-and can be revoked (by the test, or by a POST to ``revoke_all_url`` from a browser script).
+and can be revoked (by the test, or by a POST to ``revoke_all_url`` from a browser script), and
+a token endpoint that can fail the next few refreshes (a POST to ``outage_url``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class Provider(LoopbackServer):
         """The claims of whoever signs in at the authorization endpoint (no login form here)."""
         self.signing_kid: str | None = None
         self.token_requests: list[dict[str, str]] = []
+        self.token_answers: list[int] = []
+        """The status each of ``token_requests`` was answered with."""
+        self.refresh_outage = 0
+        """The next this many refresh requests are answered 503, the token left as it was."""
         self.access_ttl_s: int | None = None
         """Set: access tokens live this long from issue (refreshed ones too)."""
         self.refresh_tokens = False
@@ -88,6 +93,11 @@ class Provider(LoopbackServer):
     @property
     def token_endpoint(self) -> str:
         return self.issuer.rstrip("/") + "/protocol/openid-connect/token"
+
+    @property
+    def outage_url(self) -> str:
+        """POST ``refreshes=N`` here: the next N refresh requests fail with 503."""
+        return self.issuer.rstrip("/") + "/admin/outage"
 
     @property
     def revoke_all_url(self) -> str:
@@ -123,6 +133,14 @@ class Provider(LoopbackServer):
         """A token request: the code once, for its client, redirect URI and PKCE verifier; or
         a live refresh token of that client, once (it is replaced by a new one)."""
         self.token_requests.append(form)
+        status, body = self._exchange(form)
+        self.token_answers.append(status)
+        return status, body
+
+    def _exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("grant_type") == "refresh_token" and self.refresh_outage > 0:
+            self.refresh_outage -= 1
+            return 503, {"error": "temporarily_unavailable"}
         if form.get("grant_type") == "refresh_token":
             held = self._refresh.pop(form.get("refresh_token", ""), None)
             if held is None or held[0] != form.get("client_id"):
@@ -219,14 +237,18 @@ class Provider(LoopbackServer):
 
             def do_POST(self) -> None:
                 url = f"http://127.0.0.1:{provider.port}{self.path}"
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 if url == provider.revoke_all_url:
                     self._json(200, {"revoked": provider.revoke_refresh_tokens()})
+                    return
+                if url == provider.outage_url:
+                    provider.refresh_outage = int(form.get("refreshes", "1"))
+                    self._json(200, {"refreshes": provider.refresh_outage})
                     return
                 if url != provider.token_endpoint:
                     self.send_error(404)
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 self._json(*provider.exchange(form))
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
