@@ -21,6 +21,7 @@ import pytest
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.catalog import Catalogue
+from tests.support.host import HostApp
 from tests.support.oidc import Provider, keycloak_claims
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
 
@@ -246,6 +247,137 @@ def test_staff_sign_in_through_the_provider_and_idle_sign_out_in_chromium(
     ended = [e["actor"] for e in history if e["type"] == "grant.revoked"]
     emma = keycloak_claims(provider, "emma", [])["sub"]
     assert ended == [{"role": "staff", "id": emma, "store": "s1"}] * 2
+
+
+ACCESS_TTL_S = 5
+"""The provider's access tokens in the refresh scenario: it waits several of them out."""
+REFRESH_IDLE_S = 20
+"""Longer than a round of the scenario, short enough to wait out once."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_the_tablet_renews_its_sign_in_until_revoked_or_idle_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with Provider(path="/realms/shop") as provider:
+        provider.add_key("RSA", "kc-rsa-1")
+        provider.login = lambda: keycloak_claims(provider, "emma", ["store-staff"], store_id="s1")
+        provider.access_ttl_s = ACCESS_TTL_S
+        provider.refresh_tokens = True
+        provider.refresh_scope = "offline_access"  # so the tablet must ask for it
+        env = service_env(
+            redis_server.url,
+            tmp_path / "service",
+            CARTSYNC_OIDC_ISSUER=provider.issuer,
+            CARTSYNC_OIDC_ROLE_CLAIM="realm_access.roles",
+            CARTSYNC_OIDC_ROLES="customer=shopper,staff=store-staff",
+            CARTSYNC_OIDC_STORE_CLAIM="store_id",
+            CARTSYNC_STAFF_SIGNIN_ISSUER=provider.issuer,
+            CARTSYNC_STAFF_SIGNIN_OFFLINE_ACCESS="true",
+            CARTSYNC_STAFF_IDLE_SECONDS=str(REFRESH_IDLE_S),
+            # A token is refused the moment it runs out: a socket not given a fresh one closes.
+            CARTSYNC_JWT_LEEWAY_SECONDS="0",
+        )
+        service = ServiceProcess(env).start()
+        provider.clients["cartsync-tablet"] = f"{service.url}/staff"
+        try:
+            run_scenario(
+                "refresh.mjs",
+                service,
+                tokens.token("customer", customer),
+                "(none: the tablet signs in through the provider)",
+                CARTSYNC_ACCESS_TTL_SECONDS=str(ACCESS_TTL_S),
+                CARTSYNC_STAFF_IDLE_SECONDS=str(REFRESH_IDLE_S),
+                CARTSYNC_OIDC_REVOKE_URL=provider.revoke_all_url,
+                CARTSYNC_OIDC_OUTAGE_URL=provider.outage_url,
+            )
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                mine = tokens.headers("customer", customer)
+                history = http.get("/v1/cart/history?since=0", headers=mine).json()["events"]
+        finally:
+            service.stop()
+    answered = list(zip(provider.token_requests, provider.token_answers, strict=True))
+    grants = [r["grant_type"] for r, _ in answered]
+    # Three sign-ins, renewals between them, one tried 4 times through the outage, one refused
+    # after the revoke.
+    assert grants.count("authorization_code") == 3, grants
+    refreshes = [(r, status) for r, status in answered if r["grant_type"] == "refresh_token"]
+    assert [s for _, s in refreshes].count(503) == 4, refreshes
+    assert [s for _, s in refreshes].count(400) == 1, refreshes
+    assert [s for _, s in refreshes].count(200) >= 6, refreshes
+    # The outage's 4 attempts came in a row, with one refresh token.
+    failed = [i for i, (_, s) in enumerate(refreshes) if s == 503]
+    assert failed == list(range(failed[0], failed[0] + 4))
+    assert len({refreshes[i][0]["refresh_token"] for i in failed}) == 1
+    # A public client: its id and the refresh token, never a secret or a verifier again.
+    assert all(set(r) == {"grant_type", "refresh_token", "client_id"} for r, _ in refreshes)
+    assert {r["client_id"] for r, _ in refreshes} == {"cartsync-tablet"}
+    # Rotation: a refresh token that worked was never presented again.
+    used = [r["refresh_token"] for r, s in refreshes if s == 200]
+    assert len(set(used)) == len(used)
+    assert not set(used) & {r["refresh_token"] for r, s in refreshes if s != 200}
+    # The expired sign-in left the grant open; only the idle limit ended it, as the staff member.
+    ended = [e["actor"] for e in history if e["type"] == "grant.revoked"]
+    emma = keycloak_claims(provider, "emma", [])["sub"]
+    assert ended == [{"role": "staff", "id": emma, "store": "s1"}]
+    lines = {
+        line["sku"] for e in history if e["type"] == "line.added" for line in [e["data"]["line"]]
+    }
+    assert {"TABLET-1", "TABLET-2", "TABLET-3", "PHONE-3", "WHILE-AWAY"} <= lines
+
+
+HANDED_TTL_S = 15
+"""The first token the app hands over: long enough to start Chromium, short enough to outlive."""
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 360)
+def test_the_shop_app_hands_the_shopper_page_its_token_by_post_message_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    customer = f"shopper-{uuid.uuid4().hex[:8]}"
+    with HostApp() as shop, HostApp() as stranger:
+        env = service_env(
+            redis_server.url,
+            tmp_path / "service",
+            CARTSYNC_PAGES_HOST_ORIGINS=shop.origin,
+            CARTSYNC_JWT_LEEWAY_SECONDS="0",  # the first token is refused the moment it ends
+        )
+        service = ServiceProcess(env).start()
+        shop.pages["/app"] = (
+            '<!doctype html><html lang="en"><title>Shop app</title><h1>Shop app</h1>'
+            f'<iframe id="cart-frame" title="Your cart" src="{service.url}/demo"'
+            ' width="380" height="700"></iframe>'
+            f'<iframe id="ad-frame" title="Advert" src="{stranger.origin}/ad"></iframe></html>'
+        )
+        stranger.pages["/ad"] = '<!doctype html><html lang="en"><title>Advert</title></html>'
+        stranger.pages["/app"] = '<!doctype html><html lang="en"><title>Elsewhere</title></html>'
+        fresh = tokens.token("customer", customer)
+        try:
+            with httpx.Client(base_url=service.url, timeout=10) as http:
+                # Only the listed origin may frame the page, and only it is told to the page.
+                demo = http.get("/demo")
+                assert f"frame-ancestors {shop.origin}" in demo.headers["content-security-policy"]
+                listed = http.get("/demo/hand-over.json").json()
+                assert listed == {"host_origins": [shop.origin]}
+                mine = {"Authorization": f"Bearer {fresh}"}
+                added = http.post(
+                    "/v1/cart/lines", json={"sku": "TSHIRT-1", "qty": 1}, headers=mine
+                )
+                assert added.status_code == 201, added.text
+            run_scenario(
+                "hostpage.mjs",
+                service,
+                tokens.token("customer", customer, ttl_s=HANDED_TTL_S),
+                "(none: no tablet here)",
+                CARTSYNC_SHOP_URL=shop.origin,
+                CARTSYNC_STRANGER_URL=stranger.origin,
+                CARTSYNC_FRESH_TOKEN=fresh,
+                CARTSYNC_OTHER_TOKEN=tokens.token("customer", f"other-{uuid.uuid4().hex[:8]}"),
+                CARTSYNC_THIRD_TOKEN=tokens.token("customer", f"third-{uuid.uuid4().hex[:8]}"),
+            )
+        finally:
+            service.stop()
 
 
 HANDOFF_TTL_S = 3

@@ -98,3 +98,11 @@ def test_without_a_provider_the_tablet_offers_the_development_box(service: Servi
     assert answer.json() == {"provider": None, "idle_seconds": 600}
     staff = httpx.get(service.url + "/staff", timeout=10)
     assert "connect-src 'self' ws: wss:;" in staff.headers["content-security-policy"]
+
+
+def test_without_host_origins_the_shopper_page_takes_no_post_message(
+    service: ServiceProcess,
+) -> None:
+    assert httpx.get(service.url + "/demo/hand-over.json").json() == {"host_origins": []}
+    csp = httpx.get(service.url + "/demo").headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp

@@ -35,6 +35,19 @@ def test_defaults() -> None:
     assert s.rate_limit_storage == "memory://"
     assert s.redis_timeout_s == 2.0
     assert s.trusted_proxies == ()
+    assert s.pages_host_origins == ()  # the shopper page takes no postMessage
+    assert s.staff_signin_offline_access is False
+
+
+def test_the_pages_settings_are_read() -> None:
+    s = Settings.from_env(
+        {
+            "CARTSYNC_PAGES_HOST_ORIGINS": "https://shop.example, http://127.0.0.1:8080",
+            "CARTSYNC_STAFF_SIGNIN_OFFLINE_ACCESS": "true",
+        }
+    )
+    assert s.pages_host_origins == ("https://shop.example", "http://127.0.0.1:8080")
+    assert s.staff_signin_offline_access is True
 
 
 def test_every_variable_is_read() -> None:
@@ -122,6 +135,14 @@ def test_settings_are_frozen() -> None:
         ("CARTSYNC_REDIS_TIMEOUT_SECONDS", "0"),
         ("CARTSYNC_REDIS_TIMEOUT_SECONDS", "-1"),
         ("CARTSYNC_GUEST_TOKEN_TTL_SECONDS", "0"),
+        # Compared as strings with MessageEvent.origin and written into frame-ancestors.
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "https://shop.example/"),
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "https://shop.example/app"),
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "shop.example"),
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "*"),
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "https://*.shop.example"),
+        ("CARTSYNC_PAGES_HOST_ORIGINS", "https://shop.example,ftp://files.example"),
+        ("CARTSYNC_STAFF_SIGNIN_OFFLINE_ACCESS", "sometimes"),
     ],
 )
 def test_a_malformed_variable_is_refused_by_name(name: str, value: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from starlette.config import Config
@@ -40,6 +41,26 @@ def _secrets(raw: str, name: str) -> dict[str, Secret]:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """CARTSYNC_PAGES_HOST_ORIGINS: exact origins, as browsers write ``MessageEvent.origin``.
+
+    A message's origin is compared as a string and the list also goes into a CSP
+    ``frame-ancestors``, so anything else (a path, a wildcard, a trailing slash) is refused.
+    """
+    origins = _csv(raw)
+    for origin in origins:
+        parts = urlsplit(origin)
+        exact = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme not in ("http", "https") or not parts.hostname or origin != exact:
+            raise SettingsError(
+                "CARTSYNC_PAGES_HOST_ORIGINS: each entry is an origin like "
+                f"https://shop.example (scheme, host, optional port), got {origin!r}"
+            )
+        if "*" in origin:
+            raise SettingsError(f"CARTSYNC_PAGES_HOST_ORIGINS: no wildcards, got {origin!r}")
+    return origins
 
 
 def _events_settings(config: Config, *, embedded: bool) -> dict[str, Any]:
@@ -273,9 +294,13 @@ class Settings:
     """The issuer the store tablet page signs staff in with (authorization code with PKCE);
     None: the page offers the development token box instead."""
     staff_signin_client_id: str = "cartsync-tablet"
+    staff_signin_offline_access: bool = False
+    """Ask that provider for ``offline_access`` too: some issue refresh tokens only then."""
     staff_idle_s: int = 600
     """A store tablet left untouched this long signs out and ends its open grant."""
     claim_rate_limit: str = "10/minute"
+    pages_host_origins: tuple[str, ...] = ()
+    """Origins of the shop's app whose postMessage may hand the shopper page its token."""
     log_format: str = "json"
     log_level: str = "INFO"
     ws_origins: tuple[str, ...] = ()
@@ -361,8 +386,12 @@ class Settings:
                 staff_signin_client_id=config(
                     "STAFF_SIGNIN_CLIENT_ID", cast=str, default="cartsync-tablet"
                 ),
+                staff_signin_offline_access=config(
+                    "STAFF_SIGNIN_OFFLINE_ACCESS", cast=bool, default=False
+                ),
                 staff_idle_s=config("STAFF_IDLE_SECONDS", cast=int, default=600),
                 claim_rate_limit=config("CLAIM_RATE_LIMIT", cast=str, default="10/minute"),
+                pages_host_origins=_origins(config("PAGES_HOST_ORIGINS", cast=str, default="")),
                 log_format=config("LOG_FORMAT", cast=str, default="json"),
                 log_level=config("LOG_LEVEL", cast=str, default="INFO"),
                 ws_origins=_csv(config("WS_ORIGINS", cast=str, default="")),

@@ -2,7 +2,10 @@
 
 Enough of a real provider for cartsync's side of the contract: keys made with
 ``cryptography``, rotated and retired at will, a provider that can be taken down and brought
-back on the same port, and a count of the key set fetches it served.
+back on the same port, and a count of the key set fetches it served. For the tablet's sign-in:
+authorization code with PKCE, short-lived access tokens, and refresh tokens that rotate on use
+and can be revoked (by the test, or by a POST to ``revoke_all_url`` from a browser script), and
+a token endpoint that can fail the next few refreshes (a POST to ``outage_url``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,19 @@ class Provider(LoopbackServer):
         """The claims of whoever signs in at the authorization endpoint (no login form here)."""
         self.signing_kid: str | None = None
         self.token_requests: list[dict[str, str]] = []
-        self._codes: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
+        self.token_answers: list[int] = []
+        """The status each of ``token_requests`` was answered with."""
+        self.refresh_outage = 0
+        """The next this many refresh requests are answered 503, the token left as it was."""
+        self.access_ttl_s: int | None = None
+        """Set: access tokens live this long from issue (refreshed ones too)."""
+        self.refresh_tokens = False
+        """Issue refresh tokens with the code's tokens (and rotate them on each refresh)."""
+        self.refresh_scope: str | None = None
+        """Set: refresh tokens only for this scope (as Auth0 wants ``offline_access``)."""
+        self._codes: dict[str, tuple[str, str, str, dict[str, Any], str]] = {}
+        self._refresh: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Live refresh tokens: token -> (client id, the signed-in person's claims)."""
 
     @property
     def jwks_url(self) -> str:
@@ -79,6 +94,16 @@ class Provider(LoopbackServer):
     def token_endpoint(self) -> str:
         return self.issuer.rstrip("/") + "/protocol/openid-connect/token"
 
+    @property
+    def outage_url(self) -> str:
+        """POST ``refreshes=N`` here: the next N refresh requests fail with 503."""
+        return self.issuer.rstrip("/") + "/admin/outage"
+
+    @property
+    def revoke_all_url(self) -> str:
+        """POST here: every refresh token is revoked (an admin signing everyone out)."""
+        return self.issuer.rstrip("/") + "/admin/sessions/revoke"
+
     def discovery(self) -> dict[str, Any]:
         return {
             "issuer": self.issuer,
@@ -87,6 +112,8 @@ class Provider(LoopbackServer):
             "token_endpoint": self.token_endpoint,
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "scopes_supported": ["openid", "profile", "offline_access"],
         }
 
     def authorize(self, query: dict[str, str]) -> str:
@@ -98,25 +125,64 @@ class Provider(LoopbackServer):
             answer = {"error": "invalid_request", "state": query.get("state", "")}
             return f"{redirect}?{urlencode(answer)}"
         code = secrets.token_urlsafe(24)
-        self._codes[code] = (client, redirect, query.get("code_challenge", ""), self.login())
+        challenge, scope = query.get("code_challenge", ""), query.get("scope", "")
+        self._codes[code] = (client, redirect, challenge, self.login(), scope)
         return f"{redirect}?{urlencode({'code': code, 'state': query.get('state', '')})}"
 
     def exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """A token request: the code once, for its client, redirect URI and PKCE verifier."""
+        """A token request: the code once, for its client, redirect URI and PKCE verifier; or
+        a live refresh token of that client, once (it is replaced by a new one)."""
         self.token_requests.append(form)
+        status, body = self._exchange(form)
+        self.token_answers.append(status)
+        return status, body
+
+    def _exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("grant_type") == "refresh_token" and self.refresh_outage > 0:
+            self.refresh_outage -= 1
+            return 503, {"error": "temporarily_unavailable"}
+        if form.get("grant_type") == "refresh_token":
+            held = self._refresh.pop(form.get("refresh_token", ""), None)
+            if held is None or held[0] != form.get("client_id"):
+                return 400, {"error": "invalid_grant", "error_description": "token not active"}
+            return 200, self._tokens(held[0], held[1], refresh=True)
         found = self._codes.pop(form.get("code", ""), None)
         if form.get("grant_type") != "authorization_code" or found is None:
             return 400, {"error": "invalid_grant"}
-        client, redirect, challenge, claims = found
+        client, redirect, challenge, claims, scope = found
         verifier = form.get("code_verifier", "").encode()
         digest = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()
         asked = (form.get("client_id"), form.get("redirect_uri"), digest)
         if asked != (client, redirect, challenge):
             return 400, {"error": "invalid_grant"}
+        wanted = self.refresh_scope is None or self.refresh_scope in scope.split()
+        return 200, self._tokens(client, claims, refresh=self.refresh_tokens and wanted)
+
+    def _tokens(self, client: str, claims: dict[str, Any], *, refresh: bool) -> dict[str, Any]:
+        now = int(time.time())
+        if self.access_ttl_s is not None:
+            claims = {
+                **claims,
+                "iat": now,
+                "exp": now + self.access_ttl_s,
+                "jti": str(uuid.uuid4()),
+            }
         kid = self.signing_kid or self.published[0]
-        token = self.sign(claims, kid)
-        expires_in = int(claims["exp"]) - int(time.time())
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
+        answer: dict[str, Any] = {
+            "access_token": self.sign(claims, kid),
+            "token_type": "Bearer",
+            "expires_in": int(claims["exp"]) - now,
+        }
+        if refresh:
+            answer["refresh_token"] = secrets.token_urlsafe(32)
+            self._refresh[answer["refresh_token"]] = (client, claims)
+        return answer
+
+    def revoke_refresh_tokens(self) -> int:
+        """Revoke every live refresh token (as an admin signing everyone out); how many."""
+        count = len(self._refresh)
+        self._refresh.clear()
+        return count
 
     def add_key(self, kind: str = "RSA", kid: str | None = None) -> str:
         kid = kid or f"{kind.lower()}-{uuid.uuid4().hex[:8]}"
@@ -170,11 +236,19 @@ class Provider(LoopbackServer):
                 self._json(200, body)
 
             def do_POST(self) -> None:
-                if f"http://127.0.0.1:{provider.port}{self.path}" != provider.token_endpoint:
-                    self.send_error(404)
-                    return
+                url = f"http://127.0.0.1:{provider.port}{self.path}"
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if url == provider.revoke_all_url:
+                    self._json(200, {"revoked": provider.revoke_refresh_tokens()})
+                    return
+                if url == provider.outage_url:
+                    provider.refresh_outage = int(form.get("refreshes", "1"))
+                    self._json(200, {"refreshes": provider.refresh_outage})
+                    return
+                if url != provider.token_endpoint:
+                    self.send_error(404)
+                    return
                 self._json(*provider.exchange(form))
 
             def _json(self, status: int, body: dict[str, Any]) -> None:

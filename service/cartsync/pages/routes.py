@@ -20,17 +20,19 @@ from cartsync.settings import Settings
 STATIC = Path(__file__).parent / "static"
 
 
-def _headers(connect_to: str = "") -> dict[str, str]:
+def _headers(connect_to: str = "", framed_by: tuple[str, ...] = ()) -> dict[str, str]:
     """Everything the pages load comes from this service, and the websocket goes back to it.
 
     Images may also come from any https origin: the catalogue's pictures live on the shop's
     CDN, and an image can run nothing. ``connect_to`` adds the staff identity provider, whose
-    discovery document and token endpoint the tablet page calls itself.
+    discovery document and token endpoint the tablet page calls itself. ``framed_by`` are the
+    shop's app origins that may embed the page (the shopper page's postMessage hand-over).
     """
+    ancestors = " ".join(framed_by) or "'none'"
     return {
         "Content-Security-Policy": (
             "default-src 'self'; img-src 'self' data: https:; style-src 'self'; "
-            f"connect-src 'self' ws: wss:{connect_to}; frame-ancestors 'none'"
+            f"connect-src 'self' ws: wss:{connect_to}; frame-ancestors {ancestors}"
         ),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
@@ -38,8 +40,10 @@ def _headers(connect_to: str = "") -> dict[str, str]:
     }
 
 
-def page(name: str, connect_to: str = "") -> Callable[[Request], Awaitable[Response]]:
-    headers = _headers(connect_to)
+def page(
+    name: str, connect_to: str = "", framed_by: tuple[str, ...] = ()
+) -> Callable[[Request], Awaitable[Response]]:
+    headers = _headers(connect_to, framed_by)
 
     async def serve(request: Request) -> Response:
         return FileResponse(STATIC / name, media_type="text/html", headers=headers)
@@ -56,11 +60,25 @@ async def service_worker(request: Request) -> Response:
 def staff_sign_in(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
     """How the tablet page signs staff in: the provider to send them to, and the idle limit."""
     provider = (
-        {"issuer": settings.staff_signin_issuer, "client_id": settings.staff_signin_client_id}
+        {
+            "issuer": settings.staff_signin_issuer,
+            "client_id": settings.staff_signin_client_id,
+            "offline_access": settings.staff_signin_offline_access,
+        }
         if settings.staff_signin_issuer
         else None
     )
     body = {"provider": provider, "idle_seconds": settings.staff_idle_s}
+
+    async def serve(request: Request) -> Response:
+        return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
+def host_hand_over(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """Which of the shop's app origins may post the shopper page its token (none: no one)."""
+    body = {"host_origins": list(settings.pages_host_origins)}
 
     async def serve(request: Request) -> Response:
         return JSONResponse(body, headers={"Cache-Control": "no-cache"})
@@ -76,14 +94,16 @@ def static_files() -> StaticFiles:
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    """``/staff`` (the store tablet) and how it signs in, ``/demo`` (the shopper's page) and
-    its ``/sw.js``, ``/support`` (customer service, docs/support.md), and ``/static``."""
+    """``/staff`` (the store tablet) and how it signs in, ``/demo`` (the shopper's page), the
+    the app origins that may hand it a token, and its ``/sw.js``, ``/support`` (customer
+    service, docs/support.md), and ``/static``."""
     issuer = urlsplit(settings.staff_signin_issuer or "")
     connect_to = f" {issuer.scheme}://{issuer.netloc}" if issuer.netloc else ""
     return [
         Route("/staff", page("staff.html", connect_to), methods=["GET"]),
         Route("/staff/sign-in.json", staff_sign_in(settings), methods=["GET"]),
-        Route("/demo", page("demo.html"), methods=["GET"]),
+        Route("/demo", page("demo.html", framed_by=settings.pages_host_origins), methods=["GET"]),
+        Route("/demo/hand-over.json", host_hand_over(settings), methods=["GET"]),
         Route("/sw.js", service_worker, methods=["GET"]),
         Route("/support", page("support.html"), methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),

@@ -5,6 +5,7 @@ import { $, el, flash, say } from "/static/dom.js";
 import { touchedIds } from "/static/events.js";
 import { narrate } from "/static/actors.js";
 import { formatMoney, formatTime } from "/static/format.js";
+import { hostTokens, listenToHost } from "/static/handover.js";
 import { cartTotals } from "/static/totals.js";
 import { pendingText, withPending } from "/static/pending.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
@@ -37,7 +38,7 @@ async function signIn(token) {
     say(message, `This is a ${claims.role} token; sign in with a customer token or try as a guest.`, "error");
     return;
   }
-  const candidate = new CartsyncClient({ token, deviceId: DEVICE_ID });
+  const candidate = new CartsyncClient({ token: hostTokens(token), deviceId: DEVICE_ID });
   // Asked first, so that a refused token never leaves a signed-in screen; offline, the shell
   // goes on with the last cart it has.
   const refused = await candidate.getCart().then(
@@ -333,4 +334,6 @@ navigator.serviceWorker?.register("/sw.js").catch(() => {});
 const handed = new URLSearchParams(location.hash.slice(1)).get("token");
 if (handed) history.replaceState(null, "", location.pathname);
 const remembered = handed ?? sessionStorage.getItem(TOKEN_KEY);
-if (remembered) signIn(remembered);
+const started = remembered ? signIn(remembered) : Promise.resolve();
+// Or by postMessage, from a shop's app that embeds or opens this page (handover.js).
+listenToHost({ after: started, signedInAs: () => client?.token ?? null, signIn: (token) => (client && signOut(), signIn(token)) });

@@ -7,6 +7,7 @@ import { attrsText, formatMoney, formatTime } from "/static/format.js";
 import { cartLineRow } from "/static/lines.js";
 import { customerOnlineText } from "/static/presence.js";
 import { scanQr } from "/static/scanner.js";
+import { StaffSession } from "/static/session.js";
 import { finishSignIn, idleTimer, signInSettings, startSignIn } from "/static/signin.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
@@ -20,6 +21,7 @@ const DEVICE_ID = "staff-tablet";
 const EXPIRY_GRACE_MS = 5_000;
 
 let staff = null; // the staff member's own client: claims codes
+let session = null; // the sign-in's tokens, renewed before they run out
 let signInWith = { provider: null, idle_seconds: 600 }; // from /staff/sign-in.json
 let stopIdle = null;
 let tablet = null; // the client of one grant: the customer's data
@@ -36,8 +38,11 @@ function show(section) {
 
 // Signing in ------------------------------------------------------------------------------------
 
-/** A token from the provider or the development box: checked by the service before use. */
-async function signIn(token) {
+/**
+ * A token from the provider (with `tokens`, its refresh token and lifetime) or the development
+ * box: checked by the service before use.
+ */
+async function signIn(token, tokens = { token }) {
   const claims = claimsOf(token);
   if (!claims) {
     say(message, "That is not a sign-in token: copy the whole token and try again.", "error");
@@ -56,7 +61,9 @@ async function signIn(token) {
     show("signin");
     return;
   }
-  staff = candidate;
+  session?.end();
+  session = new StaffSession(tokens, signInExpired, (fresh) => sessionStorage.setItem(TOKEN_KEY, fresh));
+  staff = new CartsyncClient({ token: session.tokenProvider(), deviceId: DEVICE_ID });
   sessionStorage.setItem(TOKEN_KEY, token); // this tab only; never in the URL
   $("#staff-name").textContent = claims.preferred_username ?? claims.name ?? claims.sub ?? "staff";
   $("#staff-store").textContent = claims.store ?? claims.store_id ?? "your store";
@@ -75,14 +82,38 @@ async function signIn(token) {
     return;
   }
   const open = JSON.parse(sessionStorage.getItem(GRANT_KEY) ?? "null");
-  if (open && Date.parse(open.expires_at) > Date.now()) openGrant(open);
+  if (open?.idle) {
+    // The tablet went idle while signed out: what the idle limit would have ended, end now.
+    sessionStorage.removeItem(GRANT_KEY);
+    staff.endGrant(open.id).catch(() => {});
+  } else if (open && Date.parse(open.expires_at) > Date.now()) openGrant(open);
 }
 
-function signOut() {
-  if (grant) staff.endGrant(grant.id).catch(() => {}); // a shared tablet leaves no grant behind
+/** The provider no longer renews the sign-in (revoked, or it stayed unreachable). */
+function signInExpired() {
+  const open = grant;
+  signOut({ expired: true });
+  say(message, `Your sign-in expired, sign in again.${open ? " The customer's cart opens again once you are back." : ""}`, "error");
+}
+
+/**
+ * Sign-out ends the open grant: a shared tablet leaves none behind. An expired sign-in cannot
+ * end it (no token): the grant is kept for the next sign-in, and the idle timer runs on, so
+ * that an abandoned tablet still ends it then.
+ */
+function signOut({ expired = false } = {}) {
+  const open = grant;
+  if (open && !expired) staff.endGrant(open.id).catch(() => {});
   endAccess(null);
-  stopIdle?.();
-  stopIdle = null;
+  if (expired && open) sessionStorage.setItem(GRANT_KEY, JSON.stringify(open));
+  const kept = JSON.parse(sessionStorage.getItem(GRANT_KEY) ?? "null");
+  if (!expired && kept) sessionStorage.setItem(GRANT_KEY, JSON.stringify({ ...kept, idle: true }));
+  if (!expired) {
+    stopIdle?.();
+    stopIdle = null;
+  }
+  session?.end();
+  session = null;
   staff = null;
   sessionStorage.removeItem(TOKEN_KEY);
   $("#staff-token").value = "";
@@ -165,7 +196,7 @@ function claimError(error) {
 async function openGrant(newGrant) {
   grant = newGrant;
   sessionStorage.setItem(GRANT_KEY, JSON.stringify(grant));
-  tablet = staff.forGrant(grant.id, { deviceId: DEVICE_ID });
+  tablet = staff.forGrant(grant.id, { deviceId: DEVICE_ID, token: session.tokenProvider() });
   showConnection(badge, tablet);
   tablet.addEventListener("event", (e) => {
     for (const id of touchedIds(e.detail)) toFlash.add(id);
@@ -353,7 +384,7 @@ async function start() {
       const back = await finishSignIn(signInWith.provider);
       if (back) {
         if (back.carry) history.replaceState(null, "", `${location.pathname}${back.carry}`);
-        await signIn(back.token);
+        await signIn(back.token, back);
         return;
       }
     } catch (error) {

@@ -12,6 +12,7 @@ const SHELL = [
   "/static/dom.js",
   "/static/events.js",
   "/static/format.js",
+  "/static/handover.js",
   "/static/lines.js",
   "/static/pending.js",
   "/static/presence.js",
