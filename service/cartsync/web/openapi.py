@@ -120,7 +120,7 @@ _TAGS = [
         "(customer service): reads with a reason, and restores",
     },
     {"name": "staff", "description": "A staff token holding a grant the customer gave"},
-    {"name": "public", "description": "Tokens, hand-off claims, probes and metrics"},
+    {"name": "public", "description": "Tokens, hand-off claims, stores, probes and metrics"},
 ]
 
 
