@@ -340,3 +340,11 @@ def test_a_bad_stores_file_stops_start_up_naming_the_file_and_field(tmp_path: Pa
         Settings.from_env({"CARTSYNC_STORES_FILE": str(path)})
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.from_env({"CARTSYNC_STORES_FILE": str(tmp_path / "missing.json")})
+
+
+async def test_a_cart_that_never_chose_checks_out_with_an_empty_collection(
+    me: httpx.AsyncClient,
+) -> None:
+    r = await me.post("/v1/cart/checkout")
+    assert r.status_code == 200, r.text
+    assert r.json()["checkout"]["collection"] == {**NO_CHOICE, "ready": False}

@@ -4,7 +4,7 @@
 -- chosen store and time as JSON {"store_id","store_name","pickup_at"}, made in Python; '': none).
 -- Its JSON: that object with "ready" added, or nulls when no store is chosen.
 local function collection_json(ready, pickup)
-  if pickup == nil or pickup == '' then
+  if not pickup or pickup == '' then
     pickup = '{"store_id":null,"store_name":null,"pickup_at":null}'
   end
   return string.sub(pickup, 1, -2) .. ',"ready":' .. (ready and 'true' or 'false') .. '}'
