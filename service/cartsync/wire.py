@@ -134,6 +134,9 @@ class SetCollection(Input):
     (``store_id`` and ``pickup_at`` together; both null clears the choice), or both. A field
     left out keeps its value."""
 
+    min_properties: ClassVar[int] = 1
+    """``{}`` is refused (422): send ready, the store and time, or both."""
+
     ready: bool | UnsetType = UNSET
     store_id: StoreId | UnsetType | None = UNSET
     pickup_at: PickupAt | UnsetType | None = UNSET

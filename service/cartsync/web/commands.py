@@ -152,7 +152,9 @@ def _add_item(b: wire.AddWishItem, p: Params) -> Payload:
 def _collection(b: wire.SetCollection, p: Params) -> Payload:
     """``ready`` as sent; the store and time are checked by ``_choose_pickup``."""
     if b.ready is msgspec.UNSET and b.store_id is msgspec.UNSET and b.pickup_at is msgspec.UNSET:
-        raise InvalidInput("send ready, store_id and pickup_at, or both", code="invalid_field")
+        raise InvalidInput(
+            "send ready, store_id with pickup_at, or all three", code="invalid_field", field="ready"
+        )
     return _present(ready=b.ready)
 
 
