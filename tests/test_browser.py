@@ -24,6 +24,7 @@ from tests.support.catalog import Catalogue
 from tests.support.host import HostApp
 from tests.support.oidc import Provider, keycloak_claims
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
+from tests.support.stores import write_stores
 
 BROWSER_DIR = ROOT / "tests" / "browser"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -441,3 +442,23 @@ def test_expired_grant_in_chromium(
         shot = (SCREENSHOTS / name).stat()
         assert shot.st_size > 0, name
         assert shot.st_mtime >= started - 1, f"{name} is not from this run"
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S + 120)
+def test_click_and_collect_store_and_time_in_chromium(
+    browser_packages: Path, redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    stores = write_stores(tmp_path / "stores")
+    env = service_env(redis_server.url, tmp_path / "service", CARTSYNC_STORES_FILE=str(stores))
+    service = ServiceProcess(env).start()
+    try:
+        run_scenario(
+            "collect.mjs",
+            service,
+            tokens.token("customer", f"shopper-{uuid.uuid4().hex[:8]}"),
+            tokens.token("staff", "emma", store="oslo-sentrum"),
+        )
+    finally:
+        service.stop()
+    for name in ("phone-collect.png", "phone-collect-ready.png", "tablet-collect.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 0, name

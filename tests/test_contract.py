@@ -31,6 +31,10 @@ STATE_RULES: dict[str, str] = {
     "revision_mismatch": "If-Match names a revision; whether it is still current is state",
     "idempotency_key_reused": "the key was first used for another request by the same caller",
     "cart_empty": "checkout and ready-for-collection need lines in the stored cart",
+    "collection_unavailable": "whether stores exist is the deployment's CARTSYNC_STORES_FILE",
+    "unknown_store": "which store ids exist is the deployment's CARTSYNC_STORES_FILE",
+    "invalid_pickup": "a bookable pick-up time depends on the clock and the store's hours, and "
+    "store_id and pickup_at go together",
     "limit_exceeded": "count limits (lines, wishlists, items) depend on what is stored",
     "invalid_guest_token": "guest_token must be a guest token signed with the service's key",
 }

@@ -22,6 +22,7 @@ from cartsync.domain.events import ALL
 from tests.browser import node
 from tests.conftest import Tokens
 from tests.support.processes import ROOT, RedisProcess, ServiceProcess, service_env
+from tests.support.stores import write_stores
 
 JS_DIR = ROOT / "clients" / "js"
 STATIC_DIR = ROOT / "service" / "cartsync" / "pages" / "static"
@@ -197,7 +198,7 @@ def test_js_client_suite(
         return tokens.token("customer", ids["off"], ttl_s=SHORT_TOKEN_TTL_S)
 
     with (
-        running(env_for("main")) as main,
+        running(env_for("main", CARTSYNC_STORES_FILE=str(write_stores(tmp_path)))) as main,
         running(env_for("limited", CARTSYNC_RATE_LIMIT="5/second")) as limited,
         # No clock leeway, so a token there is refused the moment it expires.
         running(env_for("restartable", CARTSYNC_JWT_LEEWAY_SECONDS="0")) as restartable,

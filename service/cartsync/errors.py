@@ -129,6 +129,9 @@ CODES: frozenset[str] = frozenset(
         "too_deep",
         "duplicate_key",
         "bad_header",
+        # A pick-up choice no store can take (400)
+        "unknown_store",
+        "invalid_pickup",
         # Who is calling (401, 403)
         "unauthenticated",
         "forbidden",
@@ -149,6 +152,7 @@ CODES: frozenset[str] = frozenset(
         "cart_busy",
         "merge_not_claimed",
         "handoff_busy",
+        "collection_unavailable",
         "revision_mismatch",
         "epoch_mismatch",
         # The body or a parameter breaks a rule (413, 415, 422)

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import msgspec
 from limits import parse_many
 from starlette.config import Config
 from starlette.datastructures import Secret
 
 from cartsync.domain.limits import Limits
+from cartsync.domain.pickup import Stores, StoresFile, check_stores
 
 DAY = 86_400
 
@@ -192,6 +194,23 @@ def _issuers_file(path: Path, default_audience: str) -> list[IssuerConfig]:
     return found
 
 
+def _stores_file(raw: str) -> Stores:
+    """CARTSYNC_STORES_FILE: the click-and-collect stores (docs/configuration.md); none: off."""
+    if not raw:
+        return Stores()
+    name, path = "CARTSYNC_STORES_FILE", Path(raw)
+    try:
+        document = msgspec.json.decode(path.read_bytes(), type=StoresFile)
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+    except msgspec.DecodeError as exc:  # ValidationError included: it names the field's path
+        raise SettingsError(f"{name}: {path}: {exc}") from exc
+    problem = check_stores(document.stores)
+    if problem is not None:
+        raise SettingsError(f"{name}: {path}: {problem[1]} - at `{problem[0]}`")
+    return Stores(document.stores)
+
+
 def _compression(raw: str) -> Literal["off", "on"]:
     if raw not in ("off", "on"):
         raise SettingsError(f"CARTSYNC_WS_COMPRESSION must be off or on, got {raw!r}")
@@ -319,6 +338,8 @@ class Settings:
     catalog_cache_s: float = 300.0
     catalog_breaker_failures: int = 5
     catalog_breaker_reset_s: float = 30.0
+    stores: Stores = field(default_factory=Stores)
+    """Click-and-collect stores (CARTSYNC_STORES_FILE); empty: no store or time can be chosen."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -411,6 +432,7 @@ class Settings:
                 catalog_breaker_reset_s=config(
                     "CATALOG_BREAKER_RESET_SECONDS", cast=float, default=30.0
                 ),
+                stores=_stores_file(config("STORES_FILE", cast=str, default="")),
             )
         except (ValueError, KeyError) as exc:
             raise SettingsError(str(exc)) from exc

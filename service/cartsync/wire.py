@@ -14,7 +14,8 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from cartsync.domain.consent import Grant
 from cartsync.domain.limits import QTY_CEILING
-from cartsync.domain.model import Cart, Event, Line, WishItem, Wishlist
+from cartsync.domain.model import Cart, Collection, Event, Line, WishItem, Wishlist
+from cartsync.domain.pickup import Hours
 
 Sku = Annotated[
     str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$(?!\n)", description="Product or variant id")
@@ -114,8 +115,31 @@ class MoveToCart(Input):
     qty: Qty = 1
 
 
+StoreId = Annotated[
+    str, Meta(min_length=1, max_length=64, description="A store of GET /v1/stores; null clears")
+]
+PickupAt = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="A slot start of that store, ISO 8601 with its offset; null clears",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
 class SetCollection(Input):
-    ready: bool
+    """Click-and-collect: ``ready`` (staff have the order ready), the store and pick-up time
+    (``store_id`` and ``pickup_at`` together; both null clears the choice), or both. A field
+    left out keeps its value."""
+
+    min_properties: ClassVar[int] = 1
+    """``{}`` is refused (422): send ready, the store and time, or both."""
+
+    ready: bool | UnsetType = UNSET
+    store_id: StoreId | UnsetType | None = UNSET
+    pickup_at: PickupAt | UnsetType | None = UNSET
 
 
 # Responses --------------------------------------------------------------------------------
@@ -169,6 +193,8 @@ class Checkout(Struct):
     note: str
     checked_out_at: str
     lines: list[Line]
+    collection: Collection | None = None
+    """The click-and-collect choice as it was; checkout clears it from the cart."""
 
 
 class CheckoutResult(Struct):
@@ -251,6 +277,28 @@ class Erased(Struct):
 class CollectionResult(Struct):
     rev: int
     ready: bool
+    collection: Collection
+
+
+class PickupStore(Struct):
+    """A store that takes click-and-collect orders, and its next pick-up slots."""
+
+    id: str
+    name: str
+    address: str
+    timezone: str
+    """IANA timezone; slots and hours are in this local time."""
+    hours: dict[str, Hours]
+    """Weekday (mon .. sun) -> opening hours; a day left out is closed."""
+    slot_minutes: int
+    lead_minutes: int
+    days_ahead: int
+    next_slots: list[str]
+    """The earliest bookable slot starts, ISO 8601 in the store's local time."""
+
+
+class PickupStores(Struct):
+    stores: list[PickupStore]
 
 
 class Handoff(Struct):

@@ -81,6 +81,12 @@ class CartRestored(EventData):
 
 
 class CartCollectionSet(EventData):
+    """The whole click-and-collect state after the change: the chosen store (its name as it
+    was) and local pick-up time, null when none is chosen, and whether the order is ready."""
+
+    store_id: str | None
+    store_name: str | None
+    pickup_at: str | None
     ready: bool
 
 

@@ -42,6 +42,28 @@ export interface Line {
   updated_by: Actor;
 }
 
+/** Click-and-collect: the store and pick-up time chosen (null: none) and whether it is ready. */
+export interface Collection {
+  store_id: string | null;
+  store_name: string | null;
+  /** ISO 8601 in the store's local time, with its offset. */
+  pickup_at: string | null;
+  ready: boolean;
+}
+
+export interface PickupStore {
+  id: string;
+  name: string;
+  address: string;
+  /** IANA timezone: hours and slots are in this local time. */
+  timezone: string;
+  hours: Record<string, { open: string; close: string }>;
+  slot_minutes: number;
+  lead_minutes: number;
+  days_ahead: number;
+  next_slots: string[];
+}
+
 export interface Cart {
   owner: string;
   rev: number;
@@ -51,7 +73,9 @@ export interface Cart {
   note: string;
   updated_at: string | null;
   epoch?: string | null;
+  /** The same as `collection.ready`, kept for older code. */
   ready_for_collection?: boolean;
+  collection?: Collection;
   /**
    * Sum of unit_price x qty when every line has a price in `currency`, else null; as the
    * service read the cart: the live copy applies events to lines and does not recompute it.
@@ -371,7 +395,13 @@ export declare class CartsyncClient extends EventTarget {
   setNote(note: string, options?: MutationOptions): Mutation<{ rev: number; note: string }>;
   saveForLater(lineId: string, options?: MutationOptions): Mutation<{ rev: number; [k: string]: unknown }>;
   checkout(options?: MutationOptions): Mutation<Checkout>;
-  setReadyForCollection(ready?: boolean, options?: MutationOptions): Mutation<{ rev: number; ready: boolean; [k: string]: unknown }>;
+  setReadyForCollection(ready?: boolean, options?: MutationOptions): Mutation<{ rev: number; ready: boolean; collection: Collection }>;
+  /** Choose (storeId null: clear) the store and pick-up time, and/or mark it ready. */
+  setCollection(
+    choice: { storeId?: string | null; pickupAt?: string; ready?: boolean },
+    options?: MutationOptions,
+  ): Mutation<{ rev: number; ready: boolean; collection: Collection }>;
+  listStores(): Promise<PickupStore[]>;
   merge(guestToken: string, strategy?: MergeStrategy): Promise<MergeResult>;
   history(options?: { since?: number; limit?: number; epoch?: string }): Promise<History>;
 

@@ -201,6 +201,9 @@ function withDefaultWishlist(wishlists) {
 
 class StaleCopy extends Error {}
 
+/** A cart's click-and-collect when nothing is chosen (also what checkout leaves). */
+const NO_COLLECTION = Object.freeze({ store_id: null, store_name: null, pickup_at: null, ready: false });
+
 /** The wishlist an event changed; a system one is stored (timestamped) on first use. */
 function openWishlist(wishlists, id, at) {
   const found = wishlists.find((w) => w.id === id);
@@ -241,9 +244,20 @@ function applyEvent(cart, wishlists, event) {
       return { cart: { ...cart, note: d.note }, wishlists };
     case "cart.checked_out":
       // The event does not name the new cart: its id is known again from the next snapshot.
-      return { cart: { ...cart, lines: [], note: "", cart_id: null, ready_for_collection: false }, wishlists };
-    case "cart.collection_set":
-      return { cart: { ...cart, ready_for_collection: Boolean(d.ready) }, wishlists };
+      return {
+        cart: { ...cart, lines: [], note: "", cart_id: null, ready_for_collection: false, collection: { ...NO_COLLECTION } },
+        wishlists,
+      };
+    case "cart.collection_set": {
+      // The event carries the whole choice after the change: store (null: none), time, ready.
+      const collection = {
+        store_id: d.store_id ?? null,
+        store_name: d.store_name ?? null,
+        pickup_at: d.pickup_at ?? null,
+        ready: Boolean(d.ready),
+      };
+      return { cart: { ...cart, ready_for_collection: collection.ready, collection }, wishlists };
+    }
     case "cart.merged":
       return {
         cart: { ...cart, lines: [...d.lines].sort(bySeq) },
@@ -474,6 +488,25 @@ export class CartsyncClient extends EventTarget {
   /** Mark the cart ready (or not) for click-and-collect. */
   async setReadyForCollection(ready = true, opts) {
     return this.#mutate("PUT", `${this.prefix}/cart/collection`, { ready: Boolean(ready) }, opts);
+  }
+
+  /**
+   * Click-and-collect: choose a store and pick-up time (a slot of `listStores()`; `storeId:
+   * null` clears the choice) and/or mark it ready. What is left out stays as it is.
+   */
+  async setCollection({ storeId, pickupAt, ready } = {}, opts) {
+    const body = {};
+    if (storeId !== undefined) {
+      body.store_id = storeId;
+      body.pickup_at = storeId === null ? null : pickupAt;
+    }
+    if (ready !== undefined) body.ready = Boolean(ready);
+    return this.#mutate("PUT", `${this.prefix}/cart/collection`, body, opts);
+  }
+
+  /** The stores that take click-and-collect orders, with their next pick-up slots (public). */
+  async listStores() {
+    return (await this.request("GET", "/v1/stores", { auth: false })).body.stores;
   }
 
   /** Fold a guest's cart and wishlists into this customer's; idempotent by the guest token. */

@@ -85,6 +85,29 @@ test("staff read and change the customer's cart and wishlists through the grant"
   assert.ok(history.events.some((e) => e.actor.role === "staff"));
 });
 
+test("the tablet chooses a store and pick-up time; the phone's copy shows it, ready or not", async () => {
+  const stores = await tablet.listStores();
+  const store = stores.find((s) => s.id === "oslo-sentrum");
+  assert.ok(store.next_slots.length > 0);
+  const [slot] = store.next_slots;
+  const onPhone = nextEvent(phone, "cart", (c) => c.collection?.pickup_at === slot);
+  const chosen = await tablet.setCollection({ storeId: store.id, pickupAt: slot });
+  const expected = { store_id: "oslo-sentrum", store_name: "Oslo Sentrum", pickup_at: slot, ready: false };
+  assert.deepEqual(chosen.collection, expected);
+  assert.deepEqual((await onPhone).collection, expected);
+  await until(() => tablet.cart.collection?.pickup_at === slot, "the choice on the tablet");
+
+  const refused = await phone.setCollection({ storeId: store.id, pickupAt: "tomorrow" }).catch((e) => e);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.code, "invalid_pickup");
+
+  await phone.setReadyForCollection(true);
+  await until(() => tablet.cart.collection?.ready === true && tablet.cart.collection.store_id === store.id, "ready, same store");
+  await tablet.setCollection({ storeId: null, ready: false });
+  await until(() => phone.cart.collection?.store_id === null && phone.cart.ready_for_collection === false, "cleared on the phone");
+  assert.deepEqual((await phone.getCart()).collection, { store_id: null, store_name: null, pickup_at: null, ready: false });
+});
+
 test("ready for collection shows on the customer's cart", async () => {
   const onPhone = nextEvent(phone, "cart", (c) => c.ready_for_collection === true);
   await tablet.setReadyForCollection(true);

@@ -27,6 +27,7 @@ PUBLIC = {
     "CartsyncError",
     "Checkout",
     "CheckoutResult",
+    "Collection",
     "CollectionResult",
     "Conflict",
     "Erased",

@@ -36,6 +36,17 @@ class Line(msgspec.Struct, omit_defaults=True):
     re-price client-priced lines at checkout)."""
 
 
+class Collection(msgspec.Struct):
+    """Click-and-collect: the store and local pick-up time chosen (null: none), and whether
+    staff have the order ready. Checkout clears it."""
+
+    store_id: str | None = None
+    store_name: str | None = None
+    pickup_at: str | None = None
+    """ISO 8601 in the store's local time, with its offset."""
+    ready: bool = False
+
+
 class Cart(msgspec.Struct):
     owner: str
     rev: int
@@ -45,12 +56,14 @@ class Cart(msgspec.Struct):
     note: str
     updated_at: str | None
     ready_for_collection: bool = False
+    """Kept for older clients: the same as ``collection.ready``."""
     epoch: str | None = None
     """Changes when the owner's data restarts from nothing; revisions compare within one epoch."""
     subtotal: str | None = None
     """Sum of unit price x qty, when every line has a price in ``currency``; else null."""
     item_count: int | None = None
     """Units in the cart, next to ``subtotal`` (null when it is)."""
+    collection: Collection = msgspec.field(default_factory=Collection)
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):

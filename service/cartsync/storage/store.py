@@ -20,6 +20,7 @@ from cartsync.domain import merge as merging
 from cartsync.domain.consent import Grant, new_code
 from cartsync.domain.limits import Limits
 from cartsync.domain.model import Actor, Cart, Event, Line, WishItem, Wishlist, item_order, line_key
+from cartsync.domain.pickup import stored_collection
 from cartsync.domain.pricing import cart_totals, with_totals
 from cartsync.domain.principal import Owner
 from cartsync.errors import (
@@ -451,6 +452,7 @@ class CartStore:
             ready_for_collection=meta.get("collection") == "1",
             subtotal=totals.subtotal if totals else None,
             item_count=totals.item_count if totals else None,
+            collection=stored_collection(meta.get("collection"), meta.get("pickup")),
         )
         with_lists = args[0] in ("wishlists", "state", "all")
         wishlists = _wishlists(raw_wl, raw_items) if with_lists else []

@@ -41,6 +41,7 @@ from cartsync.web import (
     routes_cart,
     routes_consent,
     routes_events,
+    routes_stores,
     routes_wishlists,
 )
 from cartsync.web.commands import COMMANDS
@@ -75,6 +76,7 @@ PUBLIC: list[PublicRoute] = [
     *routes_account.PUBLIC,
     *routes_consent.PUBLIC,
     *routes_events.PUBLIC,
+    *routes_stores.PUBLIC,
     PublicRoute(
         "GET",
         "/openapi.json",

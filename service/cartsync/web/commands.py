@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from cartsync import wire
 from cartsync.domain.events import SYSTEM_WISHLISTS
 from cartsync.domain.merge import wishlist_name_key
 from cartsync.domain.model import attrs_key, line_key
+from cartsync.domain.pickup import Stores, chosen_json
 from cartsync.domain.pricing import Asked, Pricing
 from cartsync.domain.principal import Owner, Role
 from cartsync.errors import InvalidInput
@@ -48,12 +50,14 @@ class Link:
 
 @dataclass(frozen=True)
 class Pricer:
-    """What pricing a line needs besides the body: who asks, whose cart, and the catalogue."""
+    """What pricing a line needs besides the body: who asks, whose cart, and the catalogue;
+    and the click-and-collect stores, whose rules a pick-up choice is checked against."""
 
     role: Role
     owner: Owner
     pricing: Pricing
     store: CartStore
+    stores: Stores = field(default_factory=Stores)
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class Command:
     reserved: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Path parameter values this command refuses (422) whatever the state."""
     price: Callable[[Any, Params, Pricer], Awaitable[Payload]] | None = None
-    """Fields added to the payload after asking the catalogue (title, unit_price, ...)."""
+    """Fields added to the payload after asking the catalogue (title, unit_price, ...) or
+    checking the stores' rules (a pick-up choice)."""
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -142,6 +147,36 @@ def _add_item(b: wire.AddWishItem, p: Params) -> Payload:
         title=b.title,
         note=b.note,
     )
+
+
+def _collection(b: wire.SetCollection, p: Params) -> Payload:
+    """``ready`` as sent; the store and time are checked by ``_choose_pickup``."""
+    if b.ready is msgspec.UNSET and b.store_id is msgspec.UNSET and b.pickup_at is msgspec.UNSET:
+        raise InvalidInput(
+            "send ready, store_id with pickup_at, or all three", code="invalid_field", field="ready"
+        )
+    return _present(ready=b.ready)
+
+
+async def _choose_pickup(b: wire.SetCollection, p: Params, pricer: Pricer) -> Payload:
+    """The choice as the script stores it ('' clears it); nothing when only ``ready`` is sent.
+    Checked here, before the script, against the stores' rules and the clock."""
+    if b.store_id is msgspec.UNSET and b.pickup_at is msgspec.UNSET:
+        return {}
+    if b.store_id is None:
+        if b.pickup_at not in (None, msgspec.UNSET):
+            raise InvalidInput(
+                "clear the choice with store_id and pickup_at both null",
+                code="invalid_pickup",
+                field="pickup_at",
+            )
+        return {"pickup": ""}
+    if isinstance(b.store_id, msgspec.UnsetType):
+        raise InvalidInput("pickup_at needs a store_id", code="invalid_pickup", field="store_id")
+    if not isinstance(b.pickup_at, str):
+        raise InvalidInput("store_id needs a pickup_at", code="invalid_pickup", field="pickup_at")
+    store, at = pricer.stores.choose(b.store_id, b.pickup_at, datetime.now(UTC))
+    return {"pickup": chosen_json(store, at)}
 
 
 def _params_only(b: None, p: Params) -> Payload:
@@ -213,11 +248,12 @@ COMMANDS: tuple[Command, ...] = (
         "PUT",
         "/cart/collection",
         "collection_set",
-        lambda b, p: {"ready": b.ready},
-        "Mark the cart ready (or not) for click-and-collect",
+        _collection,
+        "Click-and-collect: choose (or clear) the store and pick-up time, mark the order ready",
         wire.CollectionResult,
         wire.SetCollection,
         example={"ready": True},
+        price=_choose_pickup,
     ),
     Command(
         "save_for_later",

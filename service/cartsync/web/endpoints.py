@@ -130,7 +130,14 @@ def command_endpoint(command: Command) -> Endpoint:
 
     async def handler(call: Call[Any]) -> Response:
         params = {name: call.request.path_params[name] for name in command.params}
-        pricer = Pricer(call.principal.role, call.owner, call.services.pricing, call.services.store)
+        services = call.services
+        pricer = Pricer(
+            call.principal.role,
+            call.owner,
+            services.pricing,
+            services.store,
+            services.settings.stores,
+        )
         return await call.mutate(command.op, await command.payload(call.body, params, pricer))
 
     handler.__name__ = command.name

@@ -92,7 +92,7 @@ RESPONSE_HEADERS: Mapping[str, dict[str, Any]] = {
 }
 
 _ERRORS: Mapping[int, tuple[str, tuple[str, ...]]] = {
-    400: ("Malformed JSON, header or query", ()),
+    400: ("Malformed JSON, header or query; a store or pick-up time no store takes", ()),
     401: ("Missing or invalid token", ("WWW-Authenticate",)),
     403: ("The token may not do this", ()),
     404: ("No such thing (or not yours)", ()),
@@ -120,7 +120,7 @@ _TAGS = [
         "(customer service): reads with a reason, and restores",
     },
     {"name": "staff", "description": "A staff token holding a grant the customer gave"},
-    {"name": "public", "description": "Tokens, hand-off claims, probes and metrics"},
+    {"name": "public", "description": "Tokens, hand-off claims, stores, probes and metrics"},
 ]
 
 

@@ -390,7 +390,13 @@ class Session:
                 fingerprint=fingerprint(command.method, command.path, params, body),
                 expected_rev=frame.if_match,
             )
-            pricer = Pricer(self.principal.role, self.owner, self.services.pricing, store)
+            pricer = Pricer(
+                self.principal.role,
+                self.owner,
+                self.services.pricing,
+                store,
+                self.services.settings.stores,
+            )
             payload = await command.payload(body, params, pricer)
             result = await store.mutate(self.owner, command.op, payload, ctx)
         except CartsyncError as exc:

@@ -25,12 +25,14 @@ from cartsync_client.models import (
     MergeResult,
     NoteResult,
     PatchLineResult,
+    PickupStore,
     Removed,
     RevOnly,
     SavedForLater,
     WishItemResult,
     WishlistResult,
     Wishlists,
+    _PickupStores,
 )
 from cartsync_client.tokens import TokenProvider, TokenSource
 from cartsync_client.transport import Transport
@@ -49,6 +51,13 @@ def _segment(value: str) -> str:
 def _present(**fields: Any) -> dict[str, Any]:
     """A request body without the fields left at None, so the service applies its defaults."""
     return {k: v for k, v in fields.items() if v is not None}
+
+
+class _Keep:
+    """The default of an argument left out: the service keeps what it stores."""
+
+
+KEEP = _Keep()
 
 
 class CartsyncClient:
@@ -259,6 +268,40 @@ class CartsyncClient:
             if_match=if_match,
             idempotency_key=idempotency_key,
         )
+
+    async def set_collection(
+        self,
+        store_id: str | _Keep | None = KEEP,
+        pickup_at: str | None = None,
+        *,
+        ready: bool | None = None,
+        if_match: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> CollectionResult:
+        """Click-and-collect: choose a store and pick-up time (a slot of ``list_stores``;
+        ``store_id=None`` clears the choice) and/or set ``ready``; what is left out stays.
+
+        A store or time the shop cannot take is 400 (``unknown_store``, ``invalid_pickup``);
+        409 ``collection_unavailable`` when the shop has no stores set up."""
+        body: dict[str, Any] = {}
+        if not isinstance(store_id, _Keep):
+            body["store_id"] = store_id
+            body["pickup_at"] = pickup_at if store_id is not None else None
+        if ready is not None:
+            body["ready"] = ready
+        return await self._call(
+            "PUT",
+            "/cart/collection",
+            CollectionResult,
+            body=body,
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+
+    async def list_stores(self) -> list[PickupStore]:
+        """The stores that take click-and-collect orders, with their next pick-up slots."""
+        found = await self._transport.call("GET", "/v1/stores", _PickupStores)
+        return found.stores
 
     async def history(self, since: int = 0, limit: int | None = None) -> History:
         """Events after revision ``since``, oldest first (at most ``limit``, server max 1000)."""

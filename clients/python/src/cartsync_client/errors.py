@@ -148,6 +148,8 @@ _BY_STATUS: Mapping[int, type[CartsyncError]] = {
 _STATUS_OF_CODE: Mapping[str, int] = {
     "malformed_json": 400,
     "bad_header": 400,
+    "unknown_store": 400,
+    "invalid_pickup": 400,
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -161,6 +163,7 @@ _STATUS_OF_CODE: Mapping[str, int] = {
     "guest_merged": 409,
     "guest_merged_elsewhere": 409,
     "merge_not_claimed": 409,
+    "collection_unavailable": 409,
     "revision_mismatch": 412,
     "payload_too_large": 413,
     "unsupported_media_type": 415,

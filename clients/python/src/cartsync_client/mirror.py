@@ -14,7 +14,16 @@ from collections.abc import Callable
 import msgspec
 
 from cartsync_client.events import STATELESS_EVENT_TYPES
-from cartsync_client.models import Cart, Event, Line, Snapshot, Update, WishItem, Wishlist
+from cartsync_client.models import (
+    Cart,
+    Collection,
+    Event,
+    Line,
+    Snapshot,
+    Update,
+    WishItem,
+    Wishlist,
+)
 
 __all__ = ["CartMirror", "MirrorError"]
 
@@ -49,6 +58,9 @@ class _Note(msgspec.Struct):
 
 class _Collection(msgspec.Struct):
     ready: bool
+    store_id: str | None = None
+    store_name: str | None = None
+    pickup_at: str | None = None
 
 
 class _Merged(msgspec.Struct):
@@ -102,6 +114,8 @@ class CartMirror:
         self.rev = 0
         self.note = ""
         self.ready_for_collection = False
+        self.collection = Collection()
+        """The store and pick-up time chosen, and ``ready`` (the same as the flag above)."""
         self.updated_at: str | None = None
         self.cart_id: str | None = None
         """Known from a snapshot; None after a checkout, whose event does not name the new cart."""
@@ -145,8 +159,9 @@ class CartMirror:
 
     def agrees_with(self, cart: Cart, wishlists: list[Wishlist] | None = None) -> bool:
         """Whether this copy equals what the service returned (wishlists too, when given)."""
-        mine = (self.rev, self.lines, self.note, self.ready_for_collection)
-        same_cart = mine == (cart.rev, cart.lines, cart.note, cart.ready_for_collection)
+        mine = (self.rev, self.lines, self.note, self.ready_for_collection, self.collection)
+        theirs = (cart.rev, cart.lines, cart.note, cart.ready_for_collection, cart.collection)
+        same_cart = mine == theirs
         return same_cart and (wishlists is None or self.wishlists == wishlists)
 
     def apply(self, update: Update) -> bool:
@@ -174,6 +189,7 @@ class CartMirror:
         self.rev = copy.rev
         self.note = copy.cart.note
         self.ready_for_collection = copy.cart.ready_for_collection
+        self.collection = copy.cart.collection
         self.updated_at = copy.cart.updated_at
         self.cart_id = copy.cart.cart_id
         self._lines = {line.id: line for line in copy.cart.lines}
@@ -230,14 +246,19 @@ class CartMirror:
         self._lines.clear()
         self.note = ""
         self.ready_for_collection = False
+        self.collection = Collection()
         self.cart_id = None
 
     def _collection_set(self, event: Event) -> None:
-        self.ready_for_collection = msgspec.convert(event.data, _Collection).ready
+        """The event holds the whole choice after the change (an older service: only ready)."""
+        got = msgspec.convert(event.data, _Collection)
+        self.ready_for_collection = got.ready
+        self.collection = Collection(got.store_id, got.store_name, got.pickup_at, got.ready)
 
     def _erased(self, event: Event) -> None:
         """Everything is gone and revisions start again from 0 (a snapshot follows live)."""
         self.rev, self.note, self.ready_for_collection = 0, "", False
+        self.collection = Collection()
         self.updated_at = self.cart_id = None
         self._lines = {}
         self._set_wishlists([])

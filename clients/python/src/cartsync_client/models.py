@@ -17,6 +17,7 @@ __all__ = [
     "Cart",
     "Checkout",
     "CheckoutResult",
+    "Collection",
     "CollectionResult",
     "Erased",
     "Event",
@@ -32,6 +33,7 @@ __all__ = [
     "MergeResult",
     "NoteResult",
     "PatchLineResult",
+    "PickupStore",
     "Removed",
     "RevOnly",
     "SavedForLater",
@@ -78,6 +80,16 @@ class Line(msgspec.Struct, omit_defaults=True):
     """Who set title and price: ``catalog``, ``staff``, ``service`` or ``client``."""
 
 
+class Collection(msgspec.Struct):
+    """Click-and-collect: the store and pick-up time chosen (None: none; the time in the
+    store's local time, ISO 8601 with its offset) and whether staff have the order ready."""
+
+    store_id: str | None = None
+    store_name: str | None = None
+    pickup_at: str | None = None
+    ready: bool = False
+
+
 class Cart(msgspec.Struct):
     """The active cart at revision ``rev`` (lines ordered as they were first added)."""
 
@@ -89,13 +101,16 @@ class Cart(msgspec.Struct):
     note: str
     updated_at: str | None
     ready_for_collection: bool = False
-    """Marked ready for click-and-collect (``PUT /v1/cart/collection``); checkout clears it."""
+    """Marked ready for click-and-collect (``PUT /v1/cart/collection``); checkout clears it.
+    The same as ``collection.ready``."""
     epoch: str | None = None
     """Names this run of revisions; it changes when the owner's data starts again."""
     subtotal: str | None = None
     """Sum of unit price x qty when every line has a price in ``currency``, as the service
     read the cart; a mirror that applies events to lines does not recompute it."""
     item_count: int | None = None
+    collection: Collection = msgspec.field(default_factory=Collection)
+    """The store, pick-up time and ready flag (an older service sends none: then all empty)."""
 
 
 class WishItem(msgspec.Struct, omit_defaults=True):
@@ -196,6 +211,8 @@ class Checkout(msgspec.Struct):
     note: str
     checked_out_at: str
     lines: list[Line]
+    collection: Collection | None = None
+    """The click-and-collect choice as it was (checkout clears it from the cart)."""
 
 
 class CheckoutResult(msgspec.Struct):
@@ -265,6 +282,26 @@ class Erased(msgspec.Struct):
 class CollectionResult(msgspec.Struct):
     rev: int
     ready: bool
+    collection: Collection = msgspec.field(default_factory=Collection)
+
+
+class PickupStore(msgspec.Struct):
+    """A store that takes click-and-collect orders (``GET /v1/stores``) and its next slots."""
+
+    id: str
+    name: str
+    address: str
+    timezone: str
+    """IANA timezone: ``hours`` and ``next_slots`` are in this local time."""
+    hours: dict[str, dict[str, str]]
+    slot_minutes: int
+    lead_minutes: int
+    days_ahead: int
+    next_slots: list[str]
+
+
+class _PickupStores(msgspec.Struct):
+    stores: list[PickupStore]
 
 
 class Handoff(msgspec.Struct):

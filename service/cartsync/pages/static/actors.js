@@ -1,9 +1,11 @@
 // Who did something, in words, from an event's or a line's actor ({role, id, store}).
+import { collectionChange, storeNames } from "/static/pickup.js";
 
 /** "you", "the customer", "emma at s1" or "the shop", as `viewer` ("customer" or "staff") reads it. */
 export function actorName(actor, viewer = "customer") {
   if (!actor) return "someone";
-  if (actor.role === "staff") return viewer === "staff" ? `${actor.id} (staff)` : `${actor.id} at store ${actor.store ?? "?"}`;
+  const store = storeNames.get(actor.store) ?? `store ${actor.store ?? "?"}`;
+  if (actor.role === "staff") return viewer === "staff" ? `${actor.id} (staff)` : `${actor.id} at ${store}`;
   if (actor.role === "service") return "the shop";
   return viewer === "customer" ? "you" : "the customer";
 }
@@ -17,13 +19,14 @@ const DID = {
 
 /**
  * A sentence for an event someone else made ("emma at store s1 added Organic T-shirt, 2"), or
- * null for events not worth a word; `titles` maps line ids to names (a removal carries only the id).
+ * null for events not worth a word; `titles` maps line ids to names (a removal carries only the
+ * id); `before` is the cart's click-and-collect choice before the event, when known.
  */
-export function narrate(event, titles, viewer = "customer") {
+export function narrate(event, titles, viewer = "customer", before = null) {
   const d = event.data ?? {};
   const who = actorName(event.actor, viewer);
   const line = d.line;
-  if (event.type === "cart.collection_set") return d.ready ? `${who} marked your order ready for collection` : `${who} marked your order not ready for collection`;
+  if (event.type === "cart.collection_set") return `${who} ${collectionChange(d, before)}`;
   if (event.type === "cart.note_set") return `${who} changed the note`;
   if (event.type === "cart.checked_out") return `${who} checked the cart out`;
   if (!(event.type in DID)) return null;

@@ -10,6 +10,7 @@ import { cartTotals } from "/static/totals.js";
 import { pendingText, withPending } from "/static/pending.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
 import { guessDevice, ownDevicesText } from "/static/presence.js";
+import { collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
 
@@ -23,6 +24,8 @@ let grantsTimer = null; // refreshes the list when the next grant expires: no ev
 let handoffTimer = null; // hides the code when it expires
 const toFlash = new Set();
 const titles = new Map(); // line id -> name, to say what a removal removed
+let stores = []; // GET /v1/stores: empty when the shop offers no store choice
+let shownCollection = null; // the choice on screen, to tell what a collection change changed
 const message = $("#message");
 const badge = $("#connection");
 
@@ -57,7 +60,7 @@ async function signIn(token) {
   client.addEventListener("event", (e) => {
     for (const id of touchedIds(e.detail)) toFlash.add(id);
     if (e.detail.actor?.role === "staff") {
-      const said = narrate(e.detail, titles);
+      const said = narrate(e.detail, titles, "customer", shownCollection);
       if (said) $("#activity").textContent = `${said[0].toUpperCase()}${said.slice(1)} at ${formatTime(e.detail.at ?? new Date().toISOString())}`;
     }
     if (e.detail.type === "cart.collection_set") toFlash.add("collection");
@@ -89,7 +92,7 @@ async function signIn(token) {
   try {
     await client.connect();
     say(message, "");
-    await refreshGrants();
+    await Promise.all([refreshGrants(), refreshStores()]);
   } catch (error) {
     if (error?.status === 401 || error?.code === "token_invalid") {
       signOut(); // no dead "signed in" screen for a token the service refused
@@ -172,6 +175,7 @@ function renderCart() {
   list.replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Your cart is empty")]));
   const ready = $("#collection-state");
   ready.hidden = !cart.ready_for_collection;
+  renderCollection(cart);
   const totals = cartTotals(cart);
   const subtotal = $("#cart-subtotal");
   subtotal.hidden = !cart.lines.length;
@@ -180,6 +184,66 @@ function renderCart() {
   $("#checkout-button").disabled = !cart.lines.length;
   for (const id of toFlash) flash(id === "collection" ? ready : list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
 }
+
+// Click and collect ----------------------------------------------------------------------------
+
+async function refreshStores() {
+  try {
+    stores = await loadStores(client);
+  } catch (error) {
+    stores = [];
+    say(message, describeError(error), "error");
+  }
+  const collection = collectionOf(currentCart());
+  fillSlots($("#collect-slot"), fillStores($("#collect-store"), stores, collection.store_id), collection.pickup_at);
+  renderCart();
+}
+
+/** The choice and its status line (a live region: it speaks only when the text changes). */
+function renderCollection(cart) {
+  const collection = collectionOf(cart);
+  const text = collectionText(collection);
+  const chosen = $("#collect-chosen");
+  if (chosen.textContent !== text) chosen.textContent = text;
+  chosen.classList.toggle("ready", collection.ready);
+  const moved = shownCollection?.store_id !== collection.store_id || shownCollection?.pickup_at !== collection.pickup_at;
+  if (moved && collection.store_id && !$("#collect-form").contains(document.activeElement)) {
+    // Chosen on another device (or the tablet): the selects show it, unless someone is using them.
+    fillSlots($("#collect-slot"), fillStores($("#collect-store"), stores, collection.store_id), collection.pickup_at);
+  }
+  shownCollection = collection;
+  $("#collect-form").hidden = !stores.length;
+  const empty = !cart.lines.length;
+  $("#collect-button").disabled = empty;
+  $("#collect-clear").disabled = !collection.store_id;
+  $("#collect-hint").textContent = !stores.length
+    ? "The store tells you here when your order is ready."
+    : empty
+      ? "Add something to your cart to choose a store and a pick-up time."
+      : "Times are the store's local time. The store tells you here when your order is ready.";
+}
+
+$("#collect-store").addEventListener("change", () => {
+  const store = stores.find((s) => s.id === $("#collect-store").value) ?? null;
+  fillSlots($("#collect-slot"), store, null);
+});
+
+$("#collect-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const storeId = $("#collect-store").value;
+  const pickupAt = $("#collect-slot").value;
+  if (!storeId || !pickupAt) return;
+  change(async (c) => {
+    try {
+      return await c.setCollection({ storeId, pickupAt });
+    } catch (error) {
+      if (error?.code === "invalid_pickup") refreshStores(); // the slot has passed: offer the next ones
+      throw error;
+    }
+  });
+});
+
+$("#collect-clear").addEventListener("click", () => change((c) => c.setCollection({ storeId: null })));
 
 function renderWishlist(wishlists) {
   const wishlist = wishlists.find((w) => w.id === "default") ?? { items: [] };

@@ -6,6 +6,7 @@ import { touchedIds } from "/static/events.js";
 import { attrsText, formatMoney, formatTime } from "/static/format.js";
 import { cartLineRow } from "/static/lines.js";
 import { customerOnlineText } from "/static/presence.js";
+import { collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
 import { scanQr } from "/static/scanner.js";
 import { StaffSession } from "/static/session.js";
 import { finishSignIn, idleTimer, signInSettings, startSignIn } from "/static/signin.js";
@@ -28,6 +29,8 @@ let tablet = null; // the client of one grant: the customer's data
 let grant = null;
 let expiryTimer = null;
 const toFlash = new Set(); // ids the change being shown touched
+let stores = []; // GET /v1/stores: empty when the shop offers no store choice
+let shownCollection = null; // the choice on screen
 
 const message = $("#message");
 const badge = $("#connection");
@@ -222,11 +225,23 @@ async function openGrant(newGrant) {
   $("#cart").replaceChildren();
   $("#wishlists").replaceChildren();
   show("customer");
+  shownCollection = null;
   try {
     await tablet.connect();
+    await refreshStores();
   } catch (error) {
     if (tablet) say(message, describeError(error), "error");
   }
+}
+
+/** The stores and their next slots; the store of this tablet's staff member comes first. */
+async function refreshStores() {
+  stores = await loadStores(tablet);
+  const own = claimsOf(sessionStorage.getItem(TOKEN_KEY) ?? "")?.store ?? null;
+  const collection = collectionOf(tablet?.cart);
+  const store = fillStores($("#collect-store"), stores, collection.store_id ?? own);
+  fillSlots($("#collect-slot"), store, collection.store_id === store?.id ? collection.pickup_at : null);
+  $("#collect-form").hidden = !stores.length;
 }
 
 /** Access is over: revoked or expired (`reason`), or the staff member closed the cart (null). */
@@ -305,6 +320,18 @@ function renderCart(cart) {
   note.hidden = !cart.note;
   note.textContent = cart.note ? `Note: ${cart.note}` : "";
 
+  const collection = collectionOf(cart);
+  const chosen = $("#collect-chosen");
+  const text = collectionText(collection);
+  if (chosen.textContent !== text) chosen.textContent = text;
+  chosen.classList.toggle("ready", collection.ready);
+  const moved = shownCollection?.store_id !== collection.store_id || shownCollection?.pickup_at !== collection.pickup_at;
+  if (moved && collection.store_id && stores.length && !$("#collect-form").contains(document.activeElement)) {
+    fillSlots($("#collect-slot"), fillStores($("#collect-store"), stores, collection.store_id), collection.pickup_at);
+  }
+  shownCollection = collection;
+  $("#collect-button").disabled = !cart.lines.length;
+
   const ready = Boolean(cart.ready_for_collection);
   const state = $("#collection-state");
   state.textContent = ready ? "Ready for collection" : "Not ready for collection";
@@ -315,8 +342,10 @@ function renderCart(cart) {
   button.classList.toggle("secondary", ready);
 
   for (const id of toFlash) {
-    if (id === "collection") flash(state);
-    else if (id === "note") flash(note);
+    if (id === "collection") {
+      flash(state);
+      flash(chosen);
+    } else if (id === "note") flash(note);
     else flash(list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
   }
 }
@@ -360,6 +389,25 @@ $("#add-form").addEventListener("submit", (e) => {
     $("#add-qty").value = "1";
     $("#add-size").value = "";
     return result;
+  });
+});
+
+$("#collect-store").addEventListener("change", () => {
+  fillSlots($("#collect-slot"), stores.find((s) => s.id === $("#collect-store").value) ?? null, null);
+});
+
+$("#collect-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const storeId = $("#collect-store").value;
+  const pickupAt = $("#collect-slot").value;
+  if (!storeId || !pickupAt) return;
+  change(async (c) => {
+    try {
+      return await c.setCollection({ storeId, pickupAt });
+    } catch (error) {
+      if (error?.code === "invalid_pickup") refreshStores().catch(() => {}); // passed: the next slots
+      throw error;
+    }
   });
 });
 

@@ -5,6 +5,7 @@
 import { $, el, say } from "/static/dom.js";
 import { describeLine } from "/static/lines.js";
 import { claimsOf } from "/static/tokens.js";
+import { collectionChange } from "/static/pickup.js";
 
 const PAGE = 20;
 const ALL = "";
@@ -63,7 +64,7 @@ function who(actor) {
 const device = (actor) => actor?.device ?? "";
 
 /** "added Socks ×2" and the like; `names` knows lines and items by id for removals. */
-function what(event, names) {
+function what(event, names, before) {
   const d = event.data ?? {};
   const name = (thing, id) => (thing ? (thing.title ?? thing.sku) : (names.get(id) ?? "an item"));
   switch (event.type) {
@@ -86,7 +87,7 @@ function what(event, names) {
     case "cart.restored":
       return `restored the cart to revision ${d.restored_rev}${d.wishlists_restored ? " with wishlists" : ""} (“${d.reason}”)`;
     case "cart.collection_set":
-      return d.ready ? "marked the cart ready for collection" : "marked the cart not ready for collection";
+      return collectionChange(d, before, "the cart");
     case "grant.started":
       return `let ${d.grant?.staff ?? "staff"} at ${d.grant?.store ?? "a store"} open the cart`;
     case "grant.revoked":
@@ -111,10 +112,14 @@ function what(event, names) {
 /** Each event with its sentence, oldest first; names of lines and items are learnt on the way. */
 function narrate(events) {
   const names = new Map();
+  let collection = null; // the click-and-collect choice so far; unknown before the first change
   return events.map((event) => {
     const d = event.data ?? {};
     for (const thing of [d.line, d.item, ...(d.lines ?? [])]) if (thing) names.set(thing.id, thing.title ?? thing.sku);
-    return { event, text: [device(event.actor), `${who(event.actor)} ${what(event, names)}`].filter(Boolean).join(" · ") };
+    const text = [device(event.actor), `${who(event.actor)} ${what(event, names, collection)}`].filter(Boolean).join(" · ");
+    if (event.type === "cart.collection_set") collection = { store_id: d.store_id ?? null, pickup_at: d.pickup_at ?? null, ready: Boolean(d.ready) };
+    if (event.type === "cart.checked_out") collection = { store_id: null, pickup_at: null, ready: false };
+    return { event, text };
   });
 }
 

@@ -2,7 +2,7 @@
 // and its modules come from the network when it answers and from this cache when it does not,
 // so a reload on a train shows the last cart (kept by demo.js) and the changes still waiting
 // (the JS client's queue in localStorage). API calls and the websocket never touch the cache.
-const CACHE = "cartsync-shell-v1";
+const CACHE = "cartsync-shell-v2";
 const SHELL = [
   "/demo",
   "/static/style.css",
@@ -15,6 +15,7 @@ const SHELL = [
   "/static/handover.js",
   "/static/lines.js",
   "/static/pending.js",
+  "/static/pickup.js",
   "/static/presence.js",
   "/static/status.js",
   "/static/tokens.js",

@@ -27,7 +27,8 @@ local function ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms
   elseif res.type == 'cart.collection_set' and ev_body(res, 'ready') == 'true' then
     local cart_id = redis.call('HGET', KEYS[1], 'cart_id') or ''
     ev_write(K_OUTBOX, owner, now, id, 'cart.collection_ready', rev, epoch,
-      '{"cart_id":' .. cjson.encode(cart_id) .. ',"lines":' .. ev_lines(k_lines) .. '}')
+      '{"cart_id":' .. cjson.encode(cart_id) .. ',"lines":' .. ev_lines(k_lines)
+      .. ',"collection":' .. ev_body(res, 'collection') .. '}')
   elseif res.type == 'wishlist.item_added' then
     ev_write(K_OUTBOX, owner, now, id, 'wishlist.item_added', rev, epoch, res.data)
   end
