@@ -19,6 +19,12 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from cartsync.domain.model import Actor
+from cartsync.domain.principal import Owner, Role
+from cartsync.errors import InvalidInput
+from cartsync.settings import Settings
+from cartsync.storage.connection import connect
+from cartsync.storage.store import CartStore, WriteContext
 from tests.conftest import Tokens
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
 from tests.support.stores import STORES, write_stores
@@ -205,7 +211,7 @@ def bad_choices() -> dict[str, tuple[dict[str, Any], str, str]]:
     }
 
 
-async def test_every_bad_choice_is_a_400_naming_its_field_and_changes_nothing(
+async def test_every_bad_choice_is_a_422_naming_its_field_and_changes_nothing(
     me: httpx.AsyncClient,
 ) -> None:
     slot = (await stores(me))["oslo-sentrum"]["next_slots"][1]
@@ -214,7 +220,7 @@ async def test_every_bad_choice_is_a_400_naming_its_field_and_changes_nothing(
     before = await cart(me)
     for name, (body, code, why) in bad_choices().items():
         r = await me.put("/v1/cart/collection", json={"ready": True, **body})
-        assert r.status_code == 400, (name, r.text)
+        assert r.status_code == 422, (name, r.text)
         error = r.json()["error"]
         assert error["code"] == code, (name, error)
         expected_field = "store_id" if why == "store_id" or code == "unknown_store" else "pickup_at"
@@ -348,3 +354,42 @@ async def test_a_cart_that_never_chose_checks_out_with_an_empty_collection(
     r = await me.post("/v1/cart/checkout")
     assert r.status_code == 200, r.text
     assert r.json()["checkout"]["collection"] == {**NO_CHOICE, "ready": False}
+
+
+async def test_a_retried_choice_whose_time_came_too_close_replays_its_first_answer(
+    redis_server: RedisProcess,
+) -> None:
+    """What the service does when a retry of an accepted choice arrives after its slot moved
+    inside the lead time: ``_choose_pickup`` then hands the script the refusal (``late``), which
+    only a fresh request gets. Driven at the store on a real Redis, since waiting for a real
+    slot to pass would take minutes."""
+    settings = Settings.from_env({"CARTSYNC_REDIS_URL": redis_server.url})
+    redis = connect(settings)
+    store = CartStore(
+        redis,
+        limits=settings.limits,
+        currency=settings.default_currency,
+        event_log_max=settings.event_log_max,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        guest_ttl_s=settings.guest_data_ttl_s,
+        customer_ttl_s=settings.customer_data_ttl_s,
+    )
+    owner = Owner(Role.CUSTOMER, f"late-{uuid.uuid4().hex}")
+    actor = Actor(role="customer", id=owner.subject, device="test")
+    try:
+        line = {"sku": "SOCKS-5", "qty": 1, "attrs": {}, "key": "SOCKS-5"}
+        await store.mutate(owner, "line_add", line, WriteContext(actor))
+        pickup = '{"store_id":"oslo-sentrum","store_name":"Oslo Sentrum","pickup_at":"x"}'
+        ctx = WriteContext(actor, idempotency_key=uuid.uuid4().hex, fingerprint="choose")
+        first = await store.mutate(owner, "collection_set", {"pickup": pickup}, ctx)
+        late = {"pickup": pickup, "late": "Oslo Sentrum cannot take a pick-up at x: too close"}
+        again = await store.mutate(owner, "collection_set", late, ctx)
+        assert (again.status, again.body, again.replayed) == (first.status, first.body, True)
+        fresh = WriteContext(actor, idempotency_key=uuid.uuid4().hex, fingerprint="choose")
+        with pytest.raises(InvalidInput) as refused:
+            await store.mutate(owner, "collection_set", late, fresh)
+        assert (refused.value.code, refused.value.field) == ("invalid_pickup", "pickup_at")
+        assert "too close" in str(refused.value)
+        assert (await store.snapshot(owner)).rev == first.rev
+    finally:
+        await redis.aclose()

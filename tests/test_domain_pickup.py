@@ -17,6 +17,7 @@ from cartsync.domain.pickup import (
     local_iso,
     next_slots,
     parse_time,
+    too_late,
 )
 from cartsync.errors import Conflict, InvalidInput
 
@@ -98,8 +99,6 @@ def test_check_pickup_names_each_broken_rule() -> None:
     now = oslo(2026, 12, 1, 9, 40)
     s = store()
     cases = {
-        oslo(2026, 12, 1, 9, 0): "has passed",
-        oslo(2026, 12, 1, 10, 30): "60 minutes",
         oslo(2026, 12, 9, 12, 0): "7 days ahead",
         oslo(2026, 12, 2, 19, 0): "10:00-18:00",
         oslo(2026, 12, 2, 17, 45): "10:00-18:00",
@@ -109,6 +108,16 @@ def test_check_pickup_names_each_broken_rule() -> None:
     for at, why in cases.items():
         with pytest.raises(InvalidInput, match=why):
             check_pickup(s, at, now)
+
+
+def test_too_late_says_when_a_time_has_passed_or_is_inside_the_lead_time() -> None:
+    now = oslo(2026, 12, 1, 9, 40)
+    s = store()
+    assert "has passed" in (too_late(s, oslo(2026, 12, 1, 9, 30), now) or "")
+    assert "60 minutes" in (too_late(s, oslo(2026, 12, 1, 10, 30), now) or "")
+    assert too_late(s, oslo(2026, 12, 1, 10, 40), now) is None
+    # A slot accepted earlier is still a slot: only its distance from now changed.
+    assert check_pickup(s, oslo(2026, 12, 1, 10, 30), now) == oslo(2026, 12, 1, 10, 30)
 
 
 def test_a_time_given_in_another_offset_is_answered_in_the_store_time() -> None:
@@ -135,8 +144,10 @@ def test_stores_choose_refuses_unknown_stores_and_answers_409_when_none_are_set_
     with pytest.raises(InvalidInput) as unknown:
         Stores([store()]).choose("bergen", "2026-12-02T12:00:00+01:00", now)
     assert (unknown.value.code, unknown.value.field) == ("unknown_store", "store_id")
-    chosen, at = Stores([store()]).choose("oslo-sentrum", "2026-12-02T12:00:00+01:00", now)
-    assert (chosen.id, local_iso(at)) == ("oslo-sentrum", "2026-12-02T12:00:00+01:00")
+    chosen, at, late = Stores([store()]).choose("oslo-sentrum", "2026-12-02T12:00:00+01:00", now)
+    assert (chosen.id, local_iso(at), late) == ("oslo-sentrum", "2026-12-02T12:00:00+01:00", None)
+    soon = Stores([store()]).choose("oslo-sentrum", "2026-12-01T10:00:00+01:00", now)
+    assert "60 minutes" in (soon[2] or "")
 
 
 def test_check_stores_finds_unusable_entries() -> None:

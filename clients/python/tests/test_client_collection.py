@@ -54,7 +54,7 @@ async def test_a_chosen_store_and_time_reach_the_mirror_and_checkout(
         with pytest.raises(InvalidRequest) as bad:
             await me.set_collection("oslo-sentrum", "tomorrow at three")
         assert (bad.value.status, bad.value.code, bad.value.field) == (
-            400,
+            422,
             "invalid_pickup",
             "pickup_at",
         )

@@ -128,7 +128,7 @@ def local_iso(at: datetime) -> str:
 
 
 def parse_time(raw: str) -> datetime:
-    """An ISO 8601 time with its UTC offset (``Z`` or ``+01:00``); 400 ``invalid_pickup``."""
+    """An ISO 8601 time with its UTC offset (``Z`` or ``+01:00``); 422 ``invalid_pickup``."""
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
@@ -142,22 +142,32 @@ def parse_time(raw: str) -> datetime:
     return at
 
 
+def _refusal(store: Store, local: datetime, why: str) -> str:
+    return f"{store.name} cannot take a pick-up at {local_iso(local)}: {why}"
+
+
+def too_late(store: Store, at: datetime, now: datetime) -> str | None:
+    """Why ``at`` can no longer be booked at ``now`` (passed, or inside the lead time), or None.
+
+    The one refusal that time turns on a choice once accepted: the mutation script applies it
+    only to a fresh request, so a retry of an accepted choice replays its first answer."""
+    instant, now = at.astimezone(UTC), now.astimezone(UTC)
+    if instant <= now:
+        return _refusal(store, at.astimezone(store.zone), "that time has passed")
+    if instant < now + timedelta(minutes=store.lead_minutes):
+        why = f"orders need {store.lead_minutes} minutes before pick-up"
+        return _refusal(store, at.astimezone(store.zone), why)
+    return None
+
+
 def check_pickup(store: Store, at: datetime, now: datetime) -> datetime:
-    """``at`` in the store's local time if the store can take it, else 400 ``invalid_pickup``."""
+    """``at`` in the store's local time if the store's hours and slots can take it, else 422
+    ``invalid_pickup``. Whether it is still early enough is ``too_late``'s to say."""
     local = at.astimezone(store.zone)
 
     def refuse(why: str) -> InvalidInput:
-        return InvalidInput(
-            f"{store.name} cannot take a pick-up at {local_iso(local)}: {why}",
-            code="invalid_pickup",
-            field="pickup_at",
-        )
+        return InvalidInput(_refusal(store, local, why), code="invalid_pickup", field="pickup_at")
 
-    instant, now = at.astimezone(UTC), now.astimezone(UTC)
-    if instant <= now:
-        raise refuse("that time has passed")
-    if instant < now + timedelta(minutes=store.lead_minutes):
-        raise refuse(f"orders need {store.lead_minutes} minutes before pick-up")
     today = now.astimezone(store.zone).date()
     if (local.date() - today).days > store.days_ahead:
         raise refuse(f"pick-ups can be booked {store.days_ahead} days ahead at most")
@@ -189,8 +199,11 @@ class Stores:
     def __hash__(self) -> int:
         return hash(tuple(self.by_id))
 
-    def choose(self, store_id: str, pickup_at: str, now: datetime) -> tuple[Store, datetime]:
-        """The store and local pick-up time, or the reason why not (409 when none is set up)."""
+    def choose(
+        self, store_id: str, pickup_at: str, now: datetime
+    ) -> tuple[Store, datetime, str | None]:
+        """The store, the local pick-up time and ``too_late``'s refusal if any; or the reason
+        why not (409 when none is set up)."""
         if not self.listed:
             raise Conflict(
                 "this shop has no stores set up for click-and-collect",
@@ -200,7 +213,8 @@ class Stores:
         store = self.by_id.get(store_id)
         if store is None:
             raise InvalidInput(f"no store {store_id!r}", code="unknown_store", field="store_id")
-        return store, check_pickup(store, parse_time(pickup_at), now)
+        at = check_pickup(store, parse_time(pickup_at), now)
+        return store, at, too_late(store, at, now)
 
 
 _chosen = msgspec.json.Decoder(Collection)

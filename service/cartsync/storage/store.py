@@ -58,6 +58,7 @@ _REFUSALS: Mapping[str, type[CartsyncError]] = {
     "guest_merged_elsewhere": Conflict,
     "merge_not_claimed": Conflict,
     "cart_empty": InvalidInput,
+    "invalid_pickup": InvalidInput,
     "wishlist_protected": InvalidInput,
 }
 

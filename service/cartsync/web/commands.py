@@ -160,7 +160,8 @@ def _collection(b: wire.SetCollection, p: Params) -> Payload:
 
 async def _choose_pickup(b: wire.SetCollection, p: Params, pricer: Pricer) -> Payload:
     """The choice as the script stores it ('' clears it); nothing when only ``ready`` is sent.
-    Checked here, before the script, against the stores' rules and the clock."""
+    Checked here against the stores' rules; a time already too close is refused by the script
+    (``late``) after its idempotent replay, so a retried accepted choice answers as it did."""
     if b.store_id is msgspec.UNSET and b.pickup_at is msgspec.UNSET:
         return {}
     if b.store_id is None:
@@ -175,8 +176,11 @@ async def _choose_pickup(b: wire.SetCollection, p: Params, pricer: Pricer) -> Pa
         raise InvalidInput("pickup_at needs a store_id", code="invalid_pickup", field="store_id")
     if not isinstance(b.pickup_at, str):
         raise InvalidInput("store_id needs a pickup_at", code="invalid_pickup", field="pickup_at")
-    store, at = pricer.stores.choose(b.store_id, b.pickup_at, datetime.now(UTC))
-    return {"pickup": chosen_json(store, at)}
+    store, at, late = pricer.stores.choose(b.store_id, b.pickup_at, datetime.now(UTC))
+    chosen: Payload = {"pickup": chosen_json(store, at)}
+    if late is not None:
+        chosen["late"] = late
+    return chosen
 
 
 def _params_only(b: None, p: Params) -> Payload:

@@ -43,12 +43,9 @@ STATUS: dict[type[CartsyncError], int] = {
     StoreUnavailable: 503,
 }
 
-BAD_REQUEST_CODES = frozenset(
-    {"malformed_json", "too_deep", "duplicate_key", "bad_header", "unknown_store", "invalid_pickup"}
-)
+BAD_REQUEST_CODES = frozenset({"malformed_json", "too_deep", "duplicate_key", "bad_header"})
 """Codes of requests that cannot be read at all: 400, where a readable one that breaks a rule
-is 422. A pick-up choice the stores cannot take is 400 too: the request names a store or time
-that does not exist for this shop, whatever the cart holds."""
+is 422."""
 
 _encoder = msgspec.json.Encoder()
 

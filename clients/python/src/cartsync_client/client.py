@@ -281,7 +281,7 @@ class CartsyncClient:
         """Click-and-collect: choose a store and pick-up time (a slot of ``list_stores``;
         ``store_id=None`` clears the choice) and/or set ``ready``; what is left out stays.
 
-        A store or time the shop cannot take is 400 (``unknown_store``, ``invalid_pickup``);
+        A store or time the shop cannot take is 422 (``unknown_store``, ``invalid_pickup``);
         409 ``collection_unavailable`` when the shop has no stores set up."""
         body: dict[str, Any] = {}
         if not isinstance(store_id, _Keep):

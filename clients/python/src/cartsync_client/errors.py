@@ -148,8 +148,6 @@ _BY_STATUS: Mapping[int, type[CartsyncError]] = {
 _STATUS_OF_CODE: Mapping[str, int] = {
     "malformed_json": 400,
     "bad_header": 400,
-    "unknown_store": 400,
-    "invalid_pickup": 400,
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
@@ -172,6 +170,8 @@ _STATUS_OF_CODE: Mapping[str, int] = {
     "limit_exceeded": 422,
     "idempotency_key_reused": 422,
     "cart_empty": 422,
+    "unknown_store": 422,
+    "invalid_pickup": 422,
     "wishlist_protected": 422,
     "invalid_guest_token": 422,
     "unknown_op": 422,

@@ -46,6 +46,9 @@ end
 -- p.ready: true/false, or absent to keep it; p.pickup: the choice's JSON, '' to clear it, or
 -- absent to keep it. The event and the answer carry the whole resulting choice.
 function ops.collection_set()
+  -- A pick-up time that has come too close since an accepted first try: refused here, after the
+  -- replay check, so that retry still answers what it did (the reason comes from domain/pickup.py).
+  if p.late then return nil, err('invalid_pickup', p.late, 'pickup_at') end
   local choosing = p.pickup ~= nil and p.pickup ~= ''
   if (p.ready or choosing) and redis.call('HLEN', K_LINES) == 0 then
     return nil, err('cart_empty', 'an empty cart cannot be collected', choosing and 'store_id' or 'ready')
