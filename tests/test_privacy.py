@@ -256,3 +256,38 @@ async def test_idempotency_records_are_kept_for_24_hours(
     assert again.status_code == 201, again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.content == r.content
+
+
+async def test_records_swept_away_leave_no_key_without_a_lifetime(
+    redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    """Expired idempotency records go in batches (entry.lua); when a batch empties the record
+    keys, the record written next creates them again, with the lifetime of the owner's others."""
+    env = service_env(redis_server.url, tmp_path, CARTSYNC_IDEMPOTENCY_TTL_SECONDS="1")
+    short = ServiceProcess(env).start()
+    try:
+        customer_id = f"cust-{uuid.uuid4().hex[:12]}"
+        alice = tokens.headers("customer", customer_id)
+        async with httpx.AsyncClient(base_url=short.url, timeout=10) as http:
+            for n in range(1, 8):
+                r = await http.post(
+                    "/v1/cart/lines",
+                    json={"sku": f"A-{n}"},
+                    headers={**alice, "Idempotency-Key": f"k{n}"},
+                )
+                assert r.status_code == 201, r.text
+            time.sleep(1.2)  # every record expired; the 8th revision sweeps them
+            r = await http.post(
+                "/v1/cart/lines", json={"sku": "A-8"}, headers={**alice, "Idempotency-Key": "k8"}
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["rev"] == 8
+        owner = f"c:{customer_id}"
+        admin = redis_server.client()
+        try:
+            assert admin.hkeys(f"cs:{{{owner}}}:idem") == [f"k:customer:{customer_id}:k8".encode()]
+        finally:
+            admin.close()
+        assert_lifetime(pttls(redis_server, owner_keys(redis_server, owner)), 90 * DAY_MS)
+    finally:
+        short.stop()
