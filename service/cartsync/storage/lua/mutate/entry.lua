@@ -48,8 +48,8 @@ if op == 'merge_finish' then
   return {200, 0, done, 0}
 end
 
--- A record is '<status>|<rev>|<fingerprint>|<body>' (records from before that format are JSON
--- objects, read until they expire).
+-- A record is '<status>|<rev>|<length of the fingerprint>|<fingerprint><body>', joined and cut
+-- without cjson (records from before this format are JSON objects, read until they expire).
 local prior = redis.call('HGET', K_IDEM, op_id)
 if prior then
   local status, at_rev, fp, body
@@ -57,7 +57,10 @@ if prior then
     local rec = cjson.decode(prior)
     status, at_rev, fp, body = rec.status, rec.rev, rec.fp, rec.body
   else
-    status, at_rev, fp, body = string.match(prior, '^(%d+)|(%d+)|([^|]*)|(.*)$')
+    local n, at
+    status, at_rev, n, at = string.match(prior, '^(%d+)|(%d+)|(%d+)|()')
+    fp = string.sub(prior, at, at + tonumber(n) - 1)
+    body = string.sub(prior, at + tonumber(n))
   end
   if fp ~= fingerprint then
     return err('idempotency_key_reused', 'this Idempotency-Key was first used for a different request', 'Idempotency-Key')
@@ -114,7 +117,8 @@ if rev % 8 == 0 then
     fresh(K_IDEMX)
   end
 end
-redis.call('HSET', K_IDEM, op_id, int(res.status) .. '|' .. int(rev) .. '|' .. fingerprint .. '|' .. body)
+redis.call('HSET', K_IDEM, op_id,
+  int(res.status) .. '|' .. int(rev) .. '|' .. int(#fingerprint) .. '|' .. fingerprint .. body)
 redis.call('ZADD', K_IDEMX, now_ms + op_ttl_ms, op_id)
 
 if renew then
