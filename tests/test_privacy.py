@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -276,7 +277,7 @@ async def test_records_swept_away_leave_no_key_without_a_lifetime(
                     headers={**alice, "Idempotency-Key": f"k{n}"},
                 )
                 assert r.status_code == 201, r.text
-            time.sleep(1.2)  # every record expired; the 8th revision sweeps them
+            await asyncio.sleep(1.2)  # every record expired; the 8th revision sweeps them
             r = await http.post(
                 "/v1/cart/lines", json={"sku": "A-8"}, headers={**alice, "Idempotency-Key": "k8"}
             )
