@@ -92,8 +92,9 @@ if not res.unchanged then
     epoch = string.sub(fresh_id, 17)
     redis.call('HSET', K_META, 'epoch', epoch)
   end
-  rev = redis.call('HINCRBY', K_META, 'rev', 1)
-  redis.call('HSET', K_META, 'updated_at', now)
+  -- The revision read at the start is the stored one (the script runs alone): one write.
+  rev = rev + 1
+  redis.call('HSET', K_META, 'rev', int(rev), 'updated_at', now)
   local event = '{"rev":' .. int(rev) .. ',"type":"' .. res.type .. '","data":' .. res.data
     .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
   rs_append(K_LOG, K_META, K_LINES, K_WL, K_WLI, log_max, rev, event, head[3])
