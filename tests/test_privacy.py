@@ -189,8 +189,15 @@ async def test_guest_keys_live_30_days(
     assert_lifetime(pttls(redis_server, owner_keys(redis_server, f"g:{guest_id}")), 30 * DAY_MS)
 
 
+# 60 s left: as if the data had been idle for almost 90 days; 200 days left: as if the
+# lifetime had been configured longer before (a shortened one applies at the next change).
+@pytest.mark.parametrize("left_ms", [60_000, 200 * DAY_MS])
 async def test_a_no_op_change_still_renews_every_key(
-    client: httpx.AsyncClient, tokens: Tokens, redis_server: RedisProcess, customer_id: str
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    redis_server: RedisProcess,
+    customer_id: str,
+    left_ms: int,
 ) -> None:
     alice = tokens.headers("customer", customer_id)
     await fill(client, alice, "ALICE")
@@ -198,7 +205,7 @@ async def test_a_no_op_change_still_renews_every_key(
     admin = redis_server.client()
     try:
         for key in keys:
-            admin.pexpire(key, 60_000)  # as if the data had been idle for almost 90 days
+            admin.pexpire(key, left_ms)
     finally:
         admin.close()
     # Adding an item that is already on the list changes nothing, but the owner was active.

@@ -40,9 +40,10 @@ local epoch = head[2] or ''
 -- that on every key at every change cost a sixth of the script, so the lifetime is renewed only
 -- once a tenth of it (at most an hour) has passed; a key this change creates (fresh() below)
 -- gets the lifetime the others have left. PTTL is -2 for a new owner and -1 for keys without a
--- lifetime: both renew.
+-- lifetime: both renew, as does a lifetime longer than the one configured (it was shortened).
 local life_left = redis.call('PTTL', K_META)
 local renew = life_left < owner_ttl_ms - math.min(owner_ttl_ms / 10, 3600000)
+  or life_left > owner_ttl_ms
 local life_ms = renew and owner_ttl_ms or life_left
 local created = {}
 
