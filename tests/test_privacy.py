@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -188,8 +189,15 @@ async def test_guest_keys_live_30_days(
     assert_lifetime(pttls(redis_server, owner_keys(redis_server, f"g:{guest_id}")), 30 * DAY_MS)
 
 
+# 60 s left: as if the data had been idle for almost 90 days; 200 days left: as if the
+# lifetime had been configured longer before (a shortened one applies at the next change).
+@pytest.mark.parametrize("left_ms", [60_000, 200 * DAY_MS])
 async def test_a_no_op_change_still_renews_every_key(
-    client: httpx.AsyncClient, tokens: Tokens, redis_server: RedisProcess, customer_id: str
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    redis_server: RedisProcess,
+    customer_id: str,
+    left_ms: int,
 ) -> None:
     alice = tokens.headers("customer", customer_id)
     await fill(client, alice, "ALICE")
@@ -197,7 +205,7 @@ async def test_a_no_op_change_still_renews_every_key(
     admin = redis_server.client()
     try:
         for key in keys:
-            admin.pexpire(key, 60_000)  # as if the data had been idle for almost 90 days
+            admin.pexpire(key, left_ms)
     finally:
         admin.close()
     # Adding an item that is already on the list changes nothing, but the owner was active.
@@ -256,3 +264,38 @@ async def test_idempotency_records_are_kept_for_24_hours(
     assert again.status_code == 201, again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.content == r.content
+
+
+async def test_records_swept_away_leave_no_key_without_a_lifetime(
+    redis_server: RedisProcess, tokens: Tokens, tmp_path: Path
+) -> None:
+    """Expired idempotency records go in batches (entry.lua); when a batch empties the record
+    keys, the record written next creates them again, with the lifetime of the owner's others."""
+    env = service_env(redis_server.url, tmp_path, CARTSYNC_IDEMPOTENCY_TTL_SECONDS="1")
+    short = ServiceProcess(env).start()
+    try:
+        customer_id = f"cust-{uuid.uuid4().hex[:12]}"
+        alice = tokens.headers("customer", customer_id)
+        async with httpx.AsyncClient(base_url=short.url, timeout=10) as http:
+            for n in range(1, 8):
+                r = await http.post(
+                    "/v1/cart/lines",
+                    json={"sku": f"A-{n}"},
+                    headers={**alice, "Idempotency-Key": f"k{n}"},
+                )
+                assert r.status_code == 201, r.text
+            await asyncio.sleep(1.2)  # every record expired; the 8th revision sweeps them
+            r = await http.post(
+                "/v1/cart/lines", json={"sku": "A-8"}, headers={**alice, "Idempotency-Key": "k8"}
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["rev"] == 8
+        owner = f"c:{customer_id}"
+        admin = redis_server.client()
+        try:
+            assert admin.hkeys(f"cs:{{{owner}}}:idem") == [f"k:customer:{customer_id}:k8".encode()]
+        finally:
+            admin.close()
+        assert_lifetime(pttls(redis_server, owner_keys(redis_server, owner)), 90 * DAY_MS)
+    finally:
+        short.stop()

@@ -31,12 +31,14 @@ from cartsync.domain.principal import Owner, Role
 from cartsync.errors import CartsyncError, IdempotencyKeyReused
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
+from cartsync.storage.keys import OwnerKeys
 from cartsync.storage.store import CartStore, Mutation, Snapshot, WriteContext
 from tests.support.processes import RedisProcess
 
 T = TypeVar("T")
 
 MAX_LINES, MAX_QTY, MAX_WISHLISTS, MAX_ITEMS = 4, 20, 4, 3
+CUSTOMER_TTL_MS = 90 * 86_400_000
 SYSTEM = ("default", "saved")
 
 SKUS = st.sampled_from(["A", "B", "C"])
@@ -650,6 +652,28 @@ class CartStoreMachine(RuleBasedStateMachine):
         elif self.cart_id is not None:
             assert snap.cart.cart_id == self.cart_id
         self.cart_id = snap.cart.cart_id
+
+    @invariant()
+    def every_key_expires_with_the_others(self) -> None:
+        """Lifetimes are renewed only when due (prelude.lua): a key a change creates in between
+        (a line index after a checkout, a wishlist, an idempotency record) gets the lifetime the
+        others have left, never none."""
+        keys = OwnerKeys(self.owner.id)
+        names = [k for k in keys.data_keys() if k not in (keys.channel, keys.merge_claim)]
+
+        async def lifetimes() -> list[int]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name in names:
+                    pipe.pttl(name)
+                return [int(x) for x in await pipe.execute()]
+
+        # -2: no such key (a cart without lines has no line hash).
+        left = {n: ms for n, ms in zip(names, self.run(lifetimes()), strict=True) if ms != -2}
+        if self.rev == 0:
+            return
+        assert left, "a changed owner has keys"
+        assert all(0 < ms <= CUSTOMER_TTL_MS for ms in left.values()), left
+        assert max(left.values()) - min(left.values()) < 2000, left
 
 
 def test_store_agrees_with_the_model(redis_server: RedisProcess) -> None:

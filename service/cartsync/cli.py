@@ -27,6 +27,9 @@ from cartsync.settings import Settings, SettingsError
 DEFAULT_TOKEN_TTL_S = 24 * 3600
 DATA_DIR_VARIABLE = "CARTSYNC_DATA_DIR"
 WORKER_STOP_S = 30.0
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+"""Each worker of ``serve --workers N`` listens on a socket of its own and Linux spreads new
+connections over them; elsewhere SO_REUSEPORT does not balance, so the workers share one."""
 """Longest wait for the workers of ``serve --workers N`` after SIGTERM (each drains in 10 s)."""
 DEFAULT_DATA_DIR = Settings().data_dir
 
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 workers=args.workers,
                 inherited=(args.listen_fd, args.metrics_fd),
+                reuse_port=args.reuse_port,
             )
         if args.command in ("worker", "events"):
             from cartsync.events import cli as events_cli
@@ -96,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     # A worker of `serve --workers N` gets its sockets by descriptor from the supervisor.
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
+    # ... or binds its own listening socket to the port, beside the others (REUSE_PORT).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     add_event_commands(commands)
 
@@ -196,6 +202,7 @@ def _serve(
     port: int | None,
     workers: int = 1,
     inherited: tuple[int | None, int | None] = (None, None),
+    reuse_port: bool = False,
 ) -> int:
     """Run the service until SIGTERM or SIGINT, with an embedded Redis if none is configured."""
     settings = replace(
@@ -221,12 +228,21 @@ def _serve(
 
     address = _address(settings.host, settings.port)
     listen_fd, metrics_fd = inherited
-    if listen_fd is not None:  # a worker of `serve --workers N`
-        listener = socket.socket(fileno=listen_fd)
+    if listen_fd is not None or reuse_port:  # a worker of `serve --workers N`
+        if listen_fd is not None:
+            listener = socket.socket(fileno=listen_fd)
+        else:
+            try:
+                listener = _bind(settings.host, settings.port, reuse_port=True)
+            except OSError as exc:
+                _say(f"cannot listen on {address}: {exc.strerror or exc}")
+                return 1
         metrics_listener = None if metrics_fd is None else socket.socket(fileno=metrics_fd)
         return _serve_on(settings, listener, address, metrics_listener)
     try:
-        listener = _bind(settings.host, settings.port)
+        # With several workers on Linux this socket only holds the port: never listened on,
+        # it takes no connection, while each worker binds and listens on its own.
+        listener = _bind(settings.host, settings.port, reuse_port=workers > 1 and REUSE_PORT)
     except OSError as exc:
         _say(f"cannot listen on {address}: {exc.strerror or exc}")
         return 1
@@ -280,10 +296,15 @@ async def _supervise(
     listener: socket.socket,
     metrics_listener: socket.socket | None,
 ) -> int:
-    """Run ``workers`` serve processes on one listening socket until SIGTERM or SIGINT.
+    """Run ``workers`` serve processes on one port until SIGTERM or SIGINT.
 
-    Each worker is a whole service (its own event hub, pub/sub and timer wheel) that accepts
-    from the shared socket; SIGTERM is passed on, so each drains its own live sockets (1001).
+    Each worker is a whole service (its own event hub, pub/sub and timer wheel). On Linux each
+    listens on a socket of its own (SO_REUSEPORT) and the kernel spreads connections over them
+    by address: from one shared socket, the worker that woke first took every pending
+    connection (asyncio accepts in a loop), and one worker sometimes got nearly all of the
+    benchmark's 32. Elsewhere they accept from the shared socket. Until a worker has started, its
+    share of new connections goes to the others; none is queued on a socket nobody accepts
+    from. SIGTERM is passed on, so each drains its own live sockets (1001).
     The embedded redis-server, when used, is started here once and outlives the workers.
     Only the first worker serves /metrics: one port cannot be scraped per process.
     """
@@ -295,13 +316,19 @@ async def _supervise(
             url = await stack.enter_async_context(EmbeddedRedis(settings.data_dir))
             env["CARTSYNC_REDIS_URL"] = url
             _say(f"using embedded redis-server at {_where(url)} for {workers} workers")
-        listener.listen(4096)  # before the first worker: no connection is refused meanwhile
+        port = listener.getsockname()[1]  # the one bound, should CARTSYNC_PORT be 0
         base = [sys.executable, "-m", "cartsync", "serve"]
-        base += ["--host", settings.host, "--port", str(settings.port)]
-        base += ["--listen-fd", str(listener.fileno())]
+        base += ["--host", settings.host, "--port", str(port)]
+        shared: list[int] = []
+        if REUSE_PORT:
+            base += ["--reuse-port"]
+        else:
+            listener.listen(4096)  # before the first worker: no connection is refused meanwhile
+            base += ["--listen-fd", str(listener.fileno())]
+            shared.append(listener.fileno())
         children: list[asyncio.subprocess.Process] = []
         for index in range(workers):
-            args, fds = list(base), [listener.fileno()]
+            args, fds = list(base), list(shared)
             if index == 0 and metrics_listener is not None:
                 args += ["--metrics-fd", str(metrics_listener.fileno())]
                 fds.append(metrics_listener.fileno())
@@ -333,11 +360,13 @@ async def _supervise(
     return 0 if all(code == 0 for code in codes) else 1
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """Bind first: a taken port fails before Redis starts, and "listening" is then true."""
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind((host, port))
     except OSError:
         listener.close()

@@ -117,20 +117,31 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
+_checker = json.JSONDecoder(
+    object_pairs_hook=_unique_keys,
+    parse_int=_ignore,
+    parse_float=_ignore,
+    parse_constant=_not_json,
+)
+"""Made once: ``json.loads`` with hooks builds a new decoder (and scanner) on every call."""
+
+
 def _check_json(raw: bytes | str) -> None:
     """Refuse duplicate keys, and name what is wrong with input msgspec refused on schema.
 
     The stdlib parser, with numbers left unconverted and objects not built, is the check: about
-    4 us for a typical body, and no JSON parser of our own.
+    4 us for a typical body, and no JSON parser of our own. Bytes are decoded as ``json.loads``
+    decodes them (encoding detected, a UTF-8 BOM allowed), and a str with a BOM is refused as
+    it refuses it.
     """
     try:
-        json.loads(
-            raw,
-            object_pairs_hook=_unique_keys,
-            parse_int=_ignore,
-            parse_float=_ignore,
-            parse_constant=_not_json,
-        )
+        if isinstance(raw, bytes):
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        elif raw.startswith("\ufeff"):
+            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+        else:
+            text = raw
+        _checker.decode(text)
     except _DuplicateKey as dup:
         key = dup.key[:128]  # an error body need not echo a 60 KB key
         raise InvalidInput(

@@ -38,12 +38,63 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+_json_handler: logging.StreamHandler[TextIO] | None = None
+"""The JSON handler ``configure`` installed: access lines are written to its stream directly."""
+
+
 def configure(fmt: str, level: str) -> None:
     """Route every cartsync log line to stderr in the chosen format."""
+    global _json_handler
     root = logging.getLogger("cartsync")
-    root.handlers[:] = [handler(fmt, sys.stderr)]
+    out = handler(fmt, sys.stderr)
+    root.handlers[:] = [out]
     root.setLevel(level.upper())
     root.propagate = False
+    _json_handler = out if fmt == "json" else None
+
+
+_access_enc = msgspec.json.Encoder()
+
+
+def log_access(method: str, route: str, status: int | None, seconds: float) -> None:
+    """The access line of one request or websocket.
+
+    In the JSON format it is encoded here and written to the handler's stream, the same fields
+    as a ``logging`` record would give it: through ``logging`` and python-json-logger it cost
+    ~30 µs, a twentieth of a cart mutation's CPU. Any other set-up (text, handlers someone
+    added) goes through ``logging``.
+    """
+    duration_ms = round(seconds * 1000, 2)
+    out = _json_handler
+    root = logging.getLogger("cartsync")
+    if out is None or root.handlers != [out] or access.handlers or access.level:
+        access.info(
+            "request",
+            extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms},
+        )
+        return
+    if not access.isEnabledFor(logging.INFO):
+        return
+    line = _access_enc.encode(
+        {
+            "time": _utc_at(time.time()),
+            "level": "INFO",
+            "logger": "cartsync.access",
+            "message": "request",
+            "request_id": request_id.get(),
+            "trace_id": tracing.trace_id(),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+        }
+    )
+    out.acquire()
+    try:
+        out.stream.write(line.decode() + "\n")
+        out.stream.flush()
+    finally:
+        out.release()
 
 
 def server_logger(fmt: str) -> logging.Logger:
@@ -67,7 +118,7 @@ def say(message: str) -> None:
         cli.info(message)
 
 
-def handler(fmt: str, stream: TextIO) -> logging.Handler:
+def handler(fmt: str, stream: TextIO) -> logging.StreamHandler[TextIO]:
     """A handler writing ``fmt`` ('json' or 'text') lines that carry the request id."""
     out = logging.StreamHandler(stream)
     out.addFilter(_RequestIdFilter())
@@ -88,6 +139,12 @@ def _utc(record: logging.LogRecord) -> str:
     """RFC 3339 in UTC with milliseconds and a ``Z``: sortable, and no guessing the zone."""
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
     return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _utc_at(when: float) -> str:
+    """``_utc`` of a time.time() value (the milliseconds truncated, as ``logging`` does)."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return f"{seconds}.{int((when - int(when)) * 1000):03d}Z"
 
 
 class _JsonFormatter(JsonFormatter):
@@ -194,15 +251,9 @@ class RequestLogMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             if kind == "http":
                 self.metrics.observe_http(scope["method"], route, status, seconds)
-            access.info(
-                "request",
-                extra={
-                    "method": scope.get("method", "WEBSOCKET"),
-                    "route": route,
-                    "status": status if kind == "http" else None,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
+                log_access(scope["method"], route, status, seconds)
+            else:
+                log_access("WEBSOCKET", route, None, seconds)
             request_id.reset(token)
 
 

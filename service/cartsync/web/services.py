@@ -23,22 +23,28 @@ from cartsync.storage.presence import PresenceBoard
 from cartsync.storage.store import CartStore
 from cartsync.web.inputs import bearer_token
 from cartsync.web.metrics import Metrics
+from cartsync.web.moving_window import MovingWindow
 from cartsync.web.wheel import Wheel
 
 
 class RateLimits:
-    """Per-principal request budgets (the ``limits`` library does the counting)."""
+    """Per-principal request budgets: counted in this process (``moving_window``) for
+    ``memory://``, else by the ``limits`` library in the storage the URI names."""
 
     def __init__(self, settings: Settings) -> None:
         uri = settings.rate_limit_storage
-        if not uri.startswith("async+"):
-            uri = "async+" + uri  # the asyncio flavour of the same backend
-        # The Redis backend defaults to coredis; we already ship redis-py.
-        options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
-        storage = storage_from_string(uri, **options)
-        assert isinstance(storage, Storage)
-        self._storage = storage
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._local: MovingWindow | None = None
+        self._limiter: MovingWindowRateLimiter | None = None
+        if uri.removeprefix("async+").split("://")[0] == "memory":
+            self._local = MovingWindow()
+        else:
+            if not uri.startswith("async+"):
+                uri = "async+" + uri  # the asyncio flavour of the same backend
+            # The Redis backend defaults to coredis; we already ship redis-py.
+            options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
+            storage = storage_from_string(uri, **options)
+            assert isinstance(storage, Storage)
+            self._limiter = MovingWindowRateLimiter(storage)
         self._principal = parse_many(settings.rate_limit)
         self._service = parse_many(settings.service_rate_limit)
         self._guest_issue = parse_many(settings.guest_issue_rate_limit)
@@ -57,6 +63,12 @@ class RateLimits:
         await self._hit(self._guest_issue, "guest", client)
 
     async def _hit(self, items: list[RateLimitItem], *identity: str) -> None:
+        if self._local is not None:
+            wait = self._local.hit(items, identity)
+            if wait > 0:
+                raise RateLimited(max(1, int(wait) + 1))
+            return
+        assert self._limiter is not None
         for item in items:
             if not await self._limiter.hit(item, *identity):
                 stats = await self._limiter.get_window_stats(item, *identity)

@@ -25,7 +25,9 @@ end
 -- Appends the change's event (with a snapshot every rs_every revisions), caps the log by
 -- count, then drops a bounded batch of events older than the time window. An event ends in
 -- ',"at":"<time>","epoch":"<hex>"}', so the match anchored at its end cannot hit user data.
-local function rs_append(k_log, k_meta, k_lines, k_wl, k_wli, log_max, rev, event)
+-- head_at: meta's 'log_head_at', the time of the oldest event when it was last read (the count
+-- cap only moves the head later), so the log is read only once that time leaves the window.
+local function rs_append(k_log, k_meta, k_lines, k_wl, k_wli, log_max, rev, event, head_at)
   local id = rs_int(rev) .. '-0'
   if rs_every > 0 and rev % rs_every == 0 then
     redis.call('XADD', k_log, 'MAXLEN', log_max, id, 'e', event, 's', rs_state(k_meta, k_lines, k_wl, k_wli))
@@ -33,16 +35,22 @@ local function rs_append(k_log, k_meta, k_lines, k_wl, k_wli, log_max, rev, even
     redis.call('XADD', k_log, 'MAXLEN', log_max, id, 'e', event)
   end
   if rs_cutoff == '' then return end
-  -- Usually the oldest event is still inside the window: one entry read, nothing trimmed.
+  if head_at and head_at >= rs_cutoff then return end
+  -- Then the oldest event is usually still inside the window: one entry read, nothing trimmed.
   local head = redis.call('XRANGE', k_log, '-', '+', 'COUNT', 1)[1]
-  local head_at = string.match(head[2][2], '"at":"([^"]*)","epoch":"[^"]*"}$')
-  if head_at == nil or head_at >= rs_cutoff then return end
+  head_at = string.match(head[2][2], '"at":"([^"]*)","epoch":"[^"]*"}$')
+  if head_at == nil then return end
+  if head_at >= rs_cutoff then
+    redis.call('HSET', k_meta, 'log_head_at', head_at)
+    return
+  end
   local oldest = redis.call('XRANGE', k_log, '-', '+', 'COUNT', RS_TRIM_BATCH)
   local keep = nil
   for _, entry in ipairs(oldest) do
     local at = string.match(entry[2][2], '"at":"([^"]*)","epoch":"[^"]*"}$')
     if at == nil or at >= rs_cutoff then
       keep = entry[1]
+      if at then redis.call('HSET', k_meta, 'log_head_at', at) end
       break
     end
   end

@@ -4,6 +4,7 @@ function ops.grant_start()
   if e then return nil, e end
   local gj = cjson.encode(p.grant)
   redis.call('HSET', K_GRANTS, p.grant.id, gj)
+  fresh(K_GRANTS)
   return {status = 201, type = 'grant.started', data = '{"grant":' .. gj .. '}', body = {{'grant', gj}}}
 end
 

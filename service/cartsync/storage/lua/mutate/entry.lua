@@ -1,5 +1,6 @@
 -- The dispatcher: erasure and merge claims, idempotent replay, the chosen operation, then
--- the revision, the log, the publish, the idempotency record and the expiries.
+-- the revision, the log, the publish, the idempotency record and the expiries (renewed when
+-- due, prelude.lua).
 
 local DATA_KEYS = {K_META, K_LINES, K_LIDX, K_WL, K_WLI, K_WIDX, K_LOG, K_IDEM, K_IDEMX, K_GRANTS}
 
@@ -47,13 +48,24 @@ if op == 'merge_finish' then
   return {200, 0, done, 0}
 end
 
+-- A record is '<status>|<rev>|<length of the fingerprint>|<fingerprint><body>', joined and cut
+-- without cjson (records from before this format are JSON objects, read until they expire).
 local prior = redis.call('HGET', K_IDEM, op_id)
 if prior then
-  local rec = cjson.decode(prior)
-  if rec.fp ~= fingerprint then
+  local status, at_rev, fp, body
+  if string.sub(prior, 1, 1) == '{' then
+    local rec = cjson.decode(prior)
+    status, at_rev, fp, body = rec.status, rec.rev, rec.fp, rec.body
+  else
+    local n, at
+    status, at_rev, n, at = string.match(prior, '^(%d+)|(%d+)|(%d+)|()')
+    fp = string.sub(prior, at, at + tonumber(n) - 1)
+    body = string.sub(prior, at + tonumber(n))
+  end
+  if fp ~= fingerprint then
     return err('idempotency_key_reused', 'this Idempotency-Key was first used for a different request', 'Idempotency-Key')
   end
-  return {rec.status, rec.rev, rec.body, 1}
+  return {tonumber(status), tonumber(at_rev), body, 1}
 end
 
 if claim then
@@ -80,27 +92,40 @@ if not res.unchanged then
     epoch = string.sub(fresh_id, 17)
     redis.call('HSET', K_META, 'epoch', epoch)
   end
-  rev = redis.call('HINCRBY', K_META, 'rev', 1)
-  redis.call('HSET', K_META, 'updated_at', now)
+  -- The revision read at the start is the stored one (the script runs alone): one write.
+  rev = rev + 1
+  redis.call('HSET', K_META, 'rev', int(rev), 'updated_at', now)
   local event = '{"rev":' .. int(rev) .. ',"type":"' .. res.type .. '","data":' .. res.data
     .. ',"actor":' .. actor_json .. ',"at":"' .. now .. '","epoch":"' .. epoch .. '"}'
-  rs_append(K_LOG, K_META, K_LINES, K_WL, K_WLI, log_max, rev, event)
+  rs_append(K_LOG, K_META, K_LINES, K_WL, K_WLI, log_max, rev, event, head[3])
   if publish ~= '' then redis.call(publish, K_CHAN, event) end
-  ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms)
+  -- The deadlines count from the lifetime the keys have once this change is done.
+  ev_after_change(res, rev, epoch, owner, now, now_ms, life_ms)
 end
 
 local parts = {'"rev":' .. int(rev)}
 for _, kv in ipairs(res.body) do parts[#parts + 1] = '"' .. kv[1] .. '":' .. kv[2] end
 local body = '{' .. table.concat(parts, ',') .. '}'
 
-for _, stale in ipairs(redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now_ms, 'LIMIT', 0, 8)) do
-  redis.call('HDEL', K_IDEM, stale)
-  redis.call('ZREM', K_IDEMX, stale)
+-- Expired records go in batches every 8th revision: up to 4 per change, one comes per change.
+if rev % 8 == 0 then
+  local stale = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now_ms, 'LIMIT', 0, 32)
+  if #stale > 0 then
+    redis.call('HDEL', K_IDEM, unpack(stale))
+    redis.call('ZREM', K_IDEMX, unpack(stale))
+    -- Emptied keys are gone: the writes below may create them again.
+    fresh(K_IDEM)
+    fresh(K_IDEMX)
+  end
 end
-local record = cjson.encode({fp = fingerprint, status = res.status, body = body})
-redis.call('HSET', K_IDEM, op_id, string.sub(record, 1, -2) .. ',"rev":' .. int(rev) .. '}')
+redis.call('HSET', K_IDEM, op_id,
+  int(res.status) .. '|' .. int(rev) .. '|' .. int(#fingerprint) .. '|' .. fingerprint .. body)
 redis.call('ZADD', K_IDEMX, now_ms + op_ttl_ms, op_id)
 
-for _, key in ipairs(DATA_KEYS) do redis.call('PEXPIRE', key, owner_ttl_ms) end
+if renew then
+  for _, key in ipairs(DATA_KEYS) do redis.call('PEXPIRE', key, owner_ttl_ms) end
+else
+  for key in pairs(created) do redis.call('PEXPIRE', key, life_left) end
+end
 
 return {res.status, rev, body, 0}

@@ -13,8 +13,11 @@ local function put_line(line)
   return encoded
 end
 
+-- Every new line is indexed: the one place where K_LINES and K_LIDX can be created.
 local function index_line(id, key)
   redis.call('HSET', K_LIDX, key, id, '#' .. id, key)
+  fresh(K_LINES)
+  fresh(K_LIDX)
 end
 
 local function drop_line(id)

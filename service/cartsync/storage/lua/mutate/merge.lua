@@ -26,6 +26,8 @@ function ops.merge_apply()
       items[j] = cjson.encode(it)
       redis.call('HSET', K_WLI, w.id .. '/' .. it.id, items[j])
       redis.call('HSET', K_WIDX, w.id .. '/' .. key, it.id, w.id .. '/#' .. it.id, key)
+      fresh(K_WLI)
+      fresh(K_WIDX)
       w.count = w.count + 1
     end
     put_wishlist(w)

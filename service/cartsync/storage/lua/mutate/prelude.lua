@@ -32,9 +32,25 @@ local fresh_id = ARGV[15]
 local currency = ARGV[16]
 
 local actor = cjson.decode(actor_json)
-local head = redis.call('HMGET', K_META, 'rev', 'epoch')
+local head = redis.call('HMGET', K_META, 'rev', 'epoch', 'log_head_at')
 local rev = tonumber(head[1] or '0')
 local epoch = head[2] or ''
+
+-- Every key of an owner expires at the same moment, owner_ttl_ms after a recent change. Setting
+-- that on every key at every change cost a sixth of the script, so the lifetime is renewed only
+-- once a tenth of it (at most an hour) has passed; a key this change creates (fresh() below)
+-- gets the lifetime the others have left. PTTL is -2 for a new owner and -1 for keys without a
+-- lifetime: both renew, as does a lifetime longer than the one configured (it was shortened).
+local life_left = redis.call('PTTL', K_META)
+local renew = life_left < owner_ttl_ms - math.min(owner_ttl_ms / 10, 3600000)
+  or life_left > owner_ttl_ms
+local life_ms = renew and owner_ttl_ms or life_left
+local created = {}
+
+-- Call with each key a write may have created (a field added to a hash that can be empty).
+local function fresh(key)
+  created[key] = true
+end
 
 -- Integers as Redis and JSON expect them: never tostring or '..' on a number, which write
 -- 10^14 + 1 as '1e+14' (an invalid stream id, a rounded revision). Exact up to 2^53 - 1, the

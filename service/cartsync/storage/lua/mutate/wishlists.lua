@@ -38,6 +38,7 @@ end
 
 local function put_wishlist(w)
   redis.call('HSET', K_WL, w.id, cjson.encode(w))
+  fresh(K_WL)
 end
 
 local function add_item(w, fields)
@@ -46,6 +47,8 @@ local function add_item(w, fields)
   local encoded = cjson.encode(item)
   redis.call('HSET', K_WLI, w.id .. '/' .. item.id, encoded)
   redis.call('HSET', K_WIDX, w.id .. '/' .. fields.key, item.id, w.id .. '/#' .. item.id, fields.key)
+  fresh(K_WLI)
+  fresh(K_WIDX)
   w.count = w.count + 1
   w.updated_at = now
   put_wishlist(w)
