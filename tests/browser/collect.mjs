@@ -44,6 +44,9 @@ run(async ({ phone, tablet }) => {
   assert.equal(await tablet.locator("#collect-store").inputValue(), "oslo-sentrum");
   assert.equal(await tablet.locator("#collect-slot").inputValue(), slot);
   await checkA11y(tablet, "tablet: click and collect");
+  // The phone names who has access by the store's name, not its id.
+  await phone.locator("#grants li", { hasText: "emma · Oslo Sentrum" }).waitFor(WAIT);
+  await phone.getByRole("button", { name: "Revoke the access of emma at Oslo Sentrum" }).waitFor(WAIT);
 
   step("the tablet moves the pick-up to the next slot; the phone shows it and says who did it");
   const later = oslo.next_slots[2];

@@ -4,10 +4,15 @@ import { collectionChange, storeNames } from "/static/pickup.js";
 /** "you", "the customer", "emma at s1" or "the shop", as `viewer` ("customer" or "staff") reads it. */
 export function actorName(actor, viewer = "customer") {
   if (!actor) return "someone";
-  const store = storeNames.get(actor.store) ?? `store ${actor.store ?? "?"}`;
+  const store = storeName(actor.store);
   if (actor.role === "staff") return viewer === "staff" ? `${actor.id} (staff)` : `${actor.id} at ${store}`;
   if (actor.role === "service") return "the shop";
   return viewer === "customer" ? "you" : "the customer";
+}
+
+/** "Oslo Sentrum" for a listed store id, else "store <id>" (no stores file, or one not listed). */
+export function storeName(id) {
+  return storeNames.get(id) ?? `store ${id ?? "?"}`;
 }
 
 const DID = {

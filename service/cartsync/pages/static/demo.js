@@ -3,7 +3,7 @@
 import { CartsyncClient } from "/static/cartsync.js";
 import { $, el, flash, say } from "/static/dom.js";
 import { touchedIds } from "/static/events.js";
-import { narrate } from "/static/actors.js";
+import { narrate, storeName } from "/static/actors.js";
 import { formatMoney, formatTime } from "/static/format.js";
 import { hostTokens, listenToHost } from "/static/handover.js";
 import { cartTotals } from "/static/totals.js";
@@ -68,7 +68,7 @@ async function signIn(token) {
     if (e.detail.type.startsWith("grant.")) refreshGrants();
     if (e.detail.type === "grant.started") hideHandoff(); // the code is used up
     if (e.detail.type === "grant.revoked" && e.detail.actor?.role === "staff") {
-      say(message, `${e.detail.actor.id} at store ${e.detail.actor.store} ended their access to your cart.`);
+      say(message, `${e.detail.actor.id} at ${storeName(e.detail.actor.store)} ended their access to your cart.`);
     }
   });
   client.addEventListener("presence", (e) => ($("#devices").textContent = ownDevicesText(e.detail)));
@@ -368,8 +368,8 @@ async function refreshGrants() {
     el(
       "li",
       { dataset: { id: g.id } },
-      el("span", { class: "what" }, el("span", { class: "sku" }, `${g.staff} · store ${g.store}`), el("span", { class: "muted" }, `until ${formatTime(g.expires_at)}`)),
-      el("button", { type: "button", class: "danger", "aria-label": `Revoke the access of ${g.staff} at store ${g.store}`, onclick: () => revoke(g.id) }, "Revoke"),
+      el("span", { class: "what" }, el("span", { class: "sku" }, `${g.staff} · ${storeName(g.store)}`), el("span", { class: "muted" }, `until ${formatTime(g.expires_at)}`)),
+      el("button", { type: "button", class: "danger", "aria-label": `Revoke the access of ${g.staff} at ${storeName(g.store)}`, onclick: () => revoke(g.id) }, "Revoke"),
     ),
   );
   $("#grants").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty" }, "Nobody but you")]));
