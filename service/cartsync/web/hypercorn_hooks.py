@@ -254,7 +254,10 @@ class FramingStream(WSStream):
             or writer.transport.get_write_buffer_size()
         ):
             return False
-        writer.write(frame)
+        try:
+            writer.write(frame)
+        except (RuntimeError, OSError):
+            return False  # e.g. after write_eof: the usual path meets the same end and reports it
         return True
 
 

@@ -9,8 +9,11 @@ What an idle socket holds is kept small, because a sale day means hundreds of th
 them: no task but the connection's own (it reads the client), no queue until an event waits,
 and no timer of its own (the process's ``Wheel`` calls ``due`` for pings, silence and the end
 of a token or grant). Writing happens in a short-lived task started when there is something to
-send; it ends when the queue is empty. Ending is ``end``: it records the first reason and
-interrupts the reading loop, so nothing waits behind a send to a peer that stopped reading.
+send; it ends when the queue is empty. The common live event needs not even that: when the
+socket has nothing else waiting and its connection offers ``write_frame``, the hub's reader
+writes the event's frame, built once per process, straight to it. Ending is ``end``: it
+records the first reason and interrupts the reading loop, so nothing waits behind a send to a
+peer that stopped reading.
 """
 
 from __future__ import annotations
