@@ -528,7 +528,12 @@ class Session:
                 return
             since, known_epoch, known_at = wanted.since, wanted.epoch, wanted.at
         elif self.position is None:
-            return  # the client has not synced yet: nothing to deliver
+            # The client has not synced yet: nothing to deliver. But a staff socket learns
+            # that its grant was revoked only from the event, and pub/sub may have lost it
+            # (this resync says messages may be missing): look at the grant itself.
+            if self.grant is not None:
+                await self._grant_still_valid()
+            return
         else:
             since, known_epoch, known_at = self.position, None, self.position_at
         # From revision ``since`` itself when there is an ``at`` to check it against.
@@ -595,6 +600,14 @@ class Session:
         self.position = snap.rev
         self.epoch = snap.epoch
         self.position_at = snap.cart.updated_at
+
+    async def _grant_still_valid(self) -> None:
+        """End an unsynced staff socket whose grant is gone; keep it if the store is down."""
+        assert self.grant is not None
+        with contextlib.suppress(StoreUnavailable):
+            grant = await self.services.store.grant(self.grant.id)
+            if grant is None or not grant.allows(self.principal, utc_now()):
+                raise Close(GRANT_ENDED, "grant revoked")
 
     def _check_grant(self, raw_event: bytes) -> None:
         """A staff socket ends the moment the event that revokes its grant comes by."""
