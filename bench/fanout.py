@@ -10,6 +10,8 @@ browsers do) and with one that does not, and cartsync once more with CARTSYNC_WS
 Before each event every socket already has a task waiting on it, so the clock starts with the
 request and stops when the last waiting task is handed its frame. All clients are in this
 process: the floor and the two servers pay the same client-side cost of reading N messages.
+Once a server keeps up with that, the time says little about it; each server's CPU time over
+the measured events, per socket and event, does.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from bench import sio
-from bench.harness import OFFERS, REPEATS, Cores, Report, processes, raise_fd_limit
+from bench.harness import OFFERS, REPEATS, Cores, Report, cpu_s, processes, raise_fd_limit
 from bench.http1 import Http1Client
 from bench.propagation import Tokens, _open_socket
 from bench.stats import Latency, Spread, ratio
@@ -56,6 +58,32 @@ QUICK = Plan(name="quick", sizes=(100, 1000), events=3, repeats=REPEATS)
 
 Receive = Callable[[], Awaitable[int]]
 """Waits for the next event on one socket; the perf_counter_ns when it was handed over."""
+
+
+class ServerCpu:
+    """The server's CPU time over the measured events (not the sockets' opening), per socket
+    and event: what the load generator's own floor hides once a server keeps up with it."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.us_per_socket_event: list[float] = []
+        self.seconds = 0.0
+        self.socket_events = 0
+
+    async def measure(self, size: int, events: Callable[[], Awaitable[int]]) -> int:
+        """Run ``events`` (which returns how many it made) and record its CPU per socket."""
+        before = cpu_s(self.pid) if self.pid is not None else 0.0
+        count = await events()
+        if self.pid is not None and count:
+            used = cpu_s(self.pid) - before
+            self.us_per_socket_event.append(used * 1e6 / count / size)
+            self.seconds += used
+            self.socket_events += count * size
+        return count
+
+    def pooled_us(self) -> float | None:
+        """Over every run together: /proc counts in 10 ms ticks, too coarse for one run."""
+        return self.seconds * 1e6 / self.socket_events if self.socket_events else None
 
 
 async def _one_event(receivers: list[Receive], trigger: Callable[[], Awaitable[None]]) -> int:
@@ -124,7 +152,12 @@ async def _cartsync_event(ws: ClientConnection) -> int:
 
 
 async def cartsync_runs(
-    url: str, size: int, events: int, repeats: int, deflate: bool = True
+    url: str,
+    size: int,
+    events: int,
+    repeats: int,
+    deflate: bool = True,
+    cpu: ServerCpu | None = None,
 ) -> list[Latency]:
     tokens = Tokens()
     customer = f"fan-{uuid.uuid4().hex[:12]}"
@@ -149,17 +182,38 @@ async def cartsync_runs(
                 raise RuntimeError(f"POST answered {response.status}: {response.body[:200]!r}")
 
         await _one_event(receivers, trigger)  # unmeasured
-        return [
-            Latency.of([await _one_event(receivers, trigger) for _ in range(events)])
-            for _ in range(repeats)
-        ]
+        return await _measured(receivers, trigger, size, events, repeats, cpu)
+
+
+async def _measured(
+    receivers: list[Receive],
+    trigger: Callable[[], Awaitable[None]],
+    size: int,
+    events: int,
+    repeats: int,
+    cpu: ServerCpu | None,
+) -> list[Latency]:
+    runs: list[Latency] = []
+
+    async def one_run() -> int:
+        runs.append(Latency.of([await _one_event(receivers, trigger) for _ in range(events)]))
+        return events
+
+    for _ in range(repeats):
+        await (cpu or ServerCpu(None)).measure(size, one_run)
+    return runs
 
 
 # The Socket.IO peer --------------------------------------------------------------------------
 
 
 async def socketio_runs(
-    url: str, size: int, events: int, repeats: int, deflate: bool = True
+    url: str,
+    size: int,
+    events: int,
+    repeats: int,
+    deflate: bool = True,
+    cpu: ServerCpu | None = None,
 ) -> list[Latency]:
     room = f"fan-{uuid.uuid4().hex[:12]}"
     host, port = url.removeprefix("http://").split(":")
@@ -191,10 +245,7 @@ async def socketio_runs(
                 raise RuntimeError(f"peer answered {response.status}: {response.body[:200]!r}")
 
         await _one_event(receivers, trigger)  # unmeasured
-        return [
-            Latency.of([await _one_event(receivers, trigger) for _ in range(events)])
-            for _ in range(repeats)
-        ]
+        return await _measured(receivers, trigger, size, events, repeats, cpu)
 
 
 # What compression saves -----------------------------------------------------------------------
@@ -272,6 +323,7 @@ def run(quick: bool = False) -> Report:
     fds = raise_fd_limit()  # before the servers start: they inherit it
     cores = Cores.detect()
     results: dict[Key, list[Latency]] = {}
+    cpus: dict[Key, ServerCpu] = {}
     peer_missing = sio.available()
     sizes: dict[str, int] = {}
     with (
@@ -280,6 +332,7 @@ def run(quick: bool = False) -> Report:
     ):
         server = procs.redis()
         urls: dict[str, str] = {}
+        pids: dict[str, int | None] = {}
         for kind, on in (("cartsync", "off"), ("cartsync, compression on", "on")):
             env = service_env(
                 server.url,
@@ -287,9 +340,13 @@ def run(quick: bool = False) -> Report:
                 CARTSYNC_WS_MAX_PER_OWNER="2000",
                 CARTSYNC_WS_COMPRESSION=on,
             )
-            urls[kind] = procs.service(kind, env).url
+            started = procs.service(kind, env)
+            urls[kind] = started.url
+            pids[kind] = started.proc.pid if started.proc is not None else None
         if peer_missing is None:
-            urls["socket.io"] = sio.start(procs, server.url, "socket.io peer").url
+            peer = sio.start(procs, server.url, "socket.io peer")
+            urls["socket.io"] = peer.url
+            pids["socket.io"] = peer.proc.pid if peer.proc is not None else None
         pinned = [*procs.notes, cores.pin_self()]
 
         async def measure() -> None:
@@ -300,11 +357,14 @@ def run(quick: bool = False) -> Report:
                     if kind not in urls:
                         continue
                     measure_one = socketio_runs if kind == "socket.io" else cartsync_runs
-                    results[kind, how, size] = await measure_one(urls[kind], *args, OFFERS[how])
+                    cpu = cpus[kind, how, size] = ServerCpu(pids.get(kind))
+                    results[kind, how, size] = await measure_one(
+                        urls[kind], *args, OFFERS[how], cpu
+                    )
             sizes.update(await snapshot_sizes(urls["cartsync"]))
 
         asyncio.run(measure())
-    return _report(plan, pinned, results, fds, peer_missing, sizes)
+    return _report(plan, pinned, results, fds, peer_missing, sizes, cpus)
 
 
 LABELS = {
@@ -322,6 +382,7 @@ def _report(
     fds: int,
     peer_missing: str | None,
     sizes: dict[str, int],
+    cpus: dict[Key, ServerCpu],
 ) -> Report:
     headers = ["sockets", "path", "client", "runs x events", "p50 ms (to last socket)", "max ms"]
     rows: list[list[str]] = []
@@ -344,9 +405,15 @@ def _report(
                 if kind.startswith("cartsync") and peer is not None:
                     peer50 = Spread.of([r.p50_ms for r in peer]).median
                     vs_peer = f", {ratio(p50.median, peer50)} the Socket.IO peer's {peer50:.2f} ms"
+                cpu = cpus.get((kind, how, size))
+                per_socket = ""
+                pooled = cpu.pooled_us() if cpu is not None else None
+                if pooled is not None:
+                    per_socket = f"; server CPU {pooled:.1f} µs per socket per event (all runs)"
                 summaries.append(
                     f"{size} sockets, {kind}, {how}: last socket after {p50.median:.2f} ms "
                     f"(median event) = {ratio(p50.median, f50)} the floor's {f50:.2f} ms{vs_peer}"
+                    f"{per_socket}"
                 )
             rows.append([str(size), LABELS[kind], how or "-", f"{len(runs)} x {runs[0].n}", *cells])
     plain = sizes.get("plain", 0)
@@ -365,6 +432,9 @@ def _report(
         "once per socket (11-bit window, memLevel 4, no context takeover)",
         "floor: N separate redis.asyncio connections, each SUBSCRIBEd (Redis does the fan-out "
         "in C; the load generator reads N messages, as it reads N frames from the servers)",
+        "server CPU: user + system time of the server process (/proc/<pid>/stat, 10 ms ticks) "
+        "over the measured events only, POST included, divided by events x sockets; the "
+        "figure to follow once a server keeps up with the load generator's own floor",
         f"open-file limit of the load generator and servers: {fds}",
         *(f"pinned: {line}" for line in pinned),
         *(
@@ -382,6 +452,16 @@ def _report(
         "plan": vars(plan) | {"sizes": list(plan.sizes)},
         "pinned": pinned,
         "snapshot_bytes": sizes,
+        "server_cpu_us_per_socket_event": [
+            {
+                "path": kind,
+                "client": how,
+                "sockets": size,
+                "runs": cpu.us_per_socket_event,
+                "all_runs": cpu.pooled_us(),
+            }
+            for (kind, how, size), cpu in cpus.items()
+        ],
         "series": [
             {"path": kind, "client": how, "sockets": size, "runs": [vars(r) for r in runs]}
             for (kind, how, size), runs in results.items()

@@ -26,6 +26,11 @@ def test_the_hooks_fit_the_installed_hypercorn() -> None:
     from hypercorn.asyncio.tcp_server import TCPServer
 
     assert TCPServer._close.__name__ == "_lingering_close"
+    from hypercorn.protocol import h11
+
+    # HTTP/1.1 websockets are built as the stream that offers ``write_frame`` (whose use on a
+    # real socket tests/test_live_frames.py checks through its metric).
+    assert h11.WSStream is hypercorn_hooks.FramingStream  # type: ignore[attr-defined]
     # The handshake still builds its extension list from that name.
     handshake = ws_stream.Handshake(
         [

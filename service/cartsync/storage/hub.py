@@ -50,11 +50,12 @@ _head = msgspec.json.Decoder(_Head)
 class Published:
     """One event as the script published it, decoded once for every local consumer.
 
-    ``frame`` is a slot for what the transport makes of it (the websocket frame's text), so
-    that it too is built once per process rather than once per socket.
+    ``frame`` and ``wire`` are slots for what the transport makes of it (the websocket
+    message's text, the whole frame's bytes), so that they too are built once per process
+    rather than once per socket.
     """
 
-    __slots__ = ("at", "epoch", "frame", "raw", "rev")
+    __slots__ = ("at", "epoch", "frame", "raw", "rev", "wire")
 
     def __init__(self, raw: bytes) -> None:
         head = _head.decode(raw)
@@ -63,6 +64,7 @@ class Published:
         self.epoch = head.epoch
         self.at = head.at
         self.frame: str | None = None
+        self.wire: bytes | None = None
 
 
 class Consumer(Protocol):

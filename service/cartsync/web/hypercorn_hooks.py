@@ -19,21 +19,35 @@ its FIN first, then, for half a second at most, the peer's, before the socket is
 Hypercorn closes at once, and a peer whose bytes were still unread got a TCP reset, which
 made it discard the close frame it had not read yet (1006 instead of the code sent).
 
+Fan-out: one event goes to every local socket of its owner, and the usual send (Starlette,
+Hypercorn's stream, wsproto's framing, the connection's send lock and drain) costs several
+times the one transport write it ends in. On an HTTP/1.1 websocket without permessage-deflate a
+server frame depends on nothing but its payload, so it can be built once per event
+(``text_frame``) and written to each transport as is: ``FramingStream`` offers the app that
+write in the scope's extensions (``FRAMES``). It writes only when nothing is in the way (the
+stream open, no write under way, nothing still buffered for the peer) and says so; otherwise
+the caller takes the usual path, whose drain and send timeout bound a slow peer.
+
 ``install`` refuses to run against a Hypercorn whose stream no longer builds wsproto's
-``Connection`` and ``PerMessageDeflate`` by those names, so an upgrade that would silently drop
-a hook fails loudly (and ``tests/test_hypercorn_hooks.py`` fails with it).
+``Connection`` and ``PerMessageDeflate`` by those names, or whose HTTP/1.1 protocol no longer
+builds ``WSStream``, so an upgrade that would silently drop a hook fails loudly (and
+``tests/test_hypercorn_hooks.py`` fails with it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import zlib
 from collections.abc import Callable, Generator
-from typing import Literal
+from typing import Literal, Protocol
 
 from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.protocol import ws_stream
+from hypercorn.protocol import h11, ws_stream
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.typing import WebsocketAcceptEvent
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import CloseConnection, Event, Message
 from wsproto.extensions import PerMessageDeflate
@@ -183,6 +197,69 @@ async def _lingering_close(self: TCPServer) -> None:
 
 _ORIGINAL_CLOSE = TCPServer._close
 
+FRAMES = "cartsync.frames"
+"""The scope extension under which a websocket offers ``FrameWriter`` (absent: send as usual)."""
+
+
+class FrameWriter(Protocol):
+    def write_frame(self, frame: bytes) -> bool:
+        """Write ``frame`` (from ``text_frame``) now and say True, or write nothing and say
+        False: the caller then sends the message the usual way."""
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One whole text message as a server frames it (RFC 6455 5.2: FIN, opcode 1, no mask)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
+
+
+class FramingStream(WSStream):
+    """Hypercorn's websocket stream, offering the app ``write_frame`` when the connection's
+    frames need no state: HTTP/1.1 on an asyncio TCP server, no extension negotiated."""
+
+    async def _accept(self, message: WebsocketAcceptEvent) -> None:
+        await super()._accept(message)
+        protocol = getattr(self.send, "__self__", None)
+        server = getattr(getattr(protocol, "send", None), "__self__", None)
+        if (
+            isinstance(protocol, H11Protocol)
+            and isinstance(server, TCPServer)
+            and not any(ext.enabled() for ext in self.connection._proto.extensions)
+        ):
+            extensions: dict[str, object] = self.scope["extensions"]  # type: ignore[assignment]
+            extensions[FRAMES] = self
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write at once when nothing is in the way: the stream and its wsproto connection
+        open, no write holding the connection's send lock (so no frame can come between),
+        nothing still buffered for the peer (a peer that reads slowly is left to the usual
+        path, which waits in ``drain`` under the sender's timeout)."""
+        if (
+            self.closed
+            or self.state is not ASGIWebsocketState.CONNECTED
+            or self.connection.state is not ConnectionState.OPEN
+        ):
+            return False
+        server: TCPServer = self.send.__self__.send.__self__  # type: ignore[attr-defined]
+        writer = server.writer
+        if (
+            server.send_lock.locked()
+            or writer.is_closing()
+            or writer.transport.get_write_buffer_size()
+        ):
+            return False
+        try:
+            writer.write(frame)
+        except (RuntimeError, OSError):
+            return False  # e.g. after write_eof: the usual path meets the same end and reports it
+        return True
+
 
 def install(compression: Compression = "off", max_message: int = MAX_MESSAGE) -> None:
     """Answer refused frames with a close frame; compress as ``compression`` says; close
@@ -200,9 +277,18 @@ def install(compression: Compression = "off", max_message: int = MAX_MESSAGE) ->
                 f"hypercorn.protocol.ws_stream no longer builds wsproto's {name}; "
                 "cartsync.web.hypercorn_hooks needs updating for this Hypercorn version"
             )
+    if getattr(h11, "WSStream", None) not in (WSStream, FramingStream):
+        raise RuntimeError(
+            "hypercorn.protocol.h11 no longer builds ws_stream's WSStream; "
+            "cartsync.web.hypercorn_hooks needs updating for this Hypercorn version"
+        )
     setattr(ws_stream, "Connection", _AnsweringConnection)  # noqa: B010 - no typed name to assign
     setattr(ws_stream, "PerMessageDeflate", _DEFLATE[compression])  # noqa: B010
+    setattr(h11, "WSStream", FramingStream)  # noqa: B010
 
 
 def installed() -> bool:
-    return getattr(ws_stream, "Connection", None) is _AnsweringConnection
+    return (
+        getattr(ws_stream, "Connection", None) is _AnsweringConnection
+        and getattr(h11, "WSStream", None) is FramingStream
+    )

@@ -59,6 +59,12 @@ class Metrics:
             "Event frames sent to websockets",
             registry=self.registry,
         )
+        self.direct = Counter(
+            "cartsync_event_frames_direct_total",
+            "Of the event frames, those written straight to the connection (frame built once "
+            "per event; no deflate, nothing else waiting to be sent)",
+            registry=self.registry,
+        )
         self.snapshots = Counter(
             "cartsync_snapshots_sent_total",
             "Snapshot frames sent to websockets",

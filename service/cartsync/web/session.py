@@ -9,8 +9,11 @@ What an idle socket holds is kept small, because a sale day means hundreds of th
 them: no task but the connection's own (it reads the client), no queue until an event waits,
 and no timer of its own (the process's ``Wheel`` calls ``due`` for pings, silence and the end
 of a token or grant). Writing happens in a short-lived task started when there is something to
-send; it ends when the queue is empty. Ending is ``end``: it records the first reason and
-interrupts the reading loop, so nothing waits behind a send to a peer that stopped reading.
+send; it ends when the queue is empty. The common live event needs not even that: when the
+socket has nothing else waiting and its connection offers ``write_frame``, the hub's reader
+writes the event's frame, built once per process, straight to it. Ending is ``end``: it
+records the first reason and interrupts the reading loop, so nothing waits behind a send to a
+peer that stopped reading.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from cartsync.storage.store import WriteContext
 from cartsync.web import tracing
 from cartsync.web.commands import BY_NAME, Pricer, fingerprint
 from cartsync.web.errors import status_of
+from cartsync.web.hypercorn_hooks import FRAMES, FrameWriter, text_frame
 from cartsync.web.inputs import decode_body
 from cartsync.web.live_protocol import (
     GOING_AWAY,
@@ -100,6 +104,13 @@ def frame_of(event: Published) -> str:
     return event.frame
 
 
+def wire_of(event: Published) -> bytes:
+    """The event's whole websocket frame (header and payload), built once per process."""
+    if event.wire is None:
+        event.wire = text_frame(frame_of(event).encode())
+    return event.wire
+
+
 class Session:
     """One authenticated socket of one owner."""
 
@@ -107,6 +118,7 @@ class Session:
         "_context",
         "_device",
         "_ended",
+        "_frames",
         "_next_ping",
         "_ping_due",
         "_presence_due",
@@ -159,6 +171,9 @@ class Session:
         its revision after a failover lost it."""
         self.last_heard = 0.0
         self._ended: Close | WebSocketDisconnect | None = None
+        self._frames: FrameWriter | None = (websocket.scope.get("extensions") or {}).get(FRAMES)
+        """Writes a frame built once for every socket straight to this one's connection
+        (``hypercorn_hooks.FramingStream``); None where the server offers no such thing."""
         self._reading: asyncio.Timeout | None = None
         self._writer: asyncio.Task[None] | None = None
         self._queue: deque[Published] | None = None
@@ -281,6 +296,25 @@ class Session:
                 return
         if not self._synced:
             return  # the client has not asked yet: its sync reads the log anyway
+        position = self.position
+        frames = self._frames
+        if (
+            frames is not None
+            and position is not None
+            and event.rev == position + 1
+            and event.epoch == self.epoch
+            and self.grant is None
+            and (self._writer is None or self._writer.done())
+            and not self._queue
+            and frames.write_frame(wire_of(event))
+        ):
+            # The common case with no writer running (so nothing of ours is waiting to go
+            # before it): the next revision, written here by the hub's reader, with no task.
+            self.position, self.position_at = event.rev, event.at
+            metrics = self.services.metrics
+            metrics.events.inc()
+            metrics.direct.inc()
+            return
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -500,7 +534,12 @@ class Session:
                 return
             since, known_epoch, known_at = wanted.since, wanted.epoch, wanted.at
         elif self.position is None:
-            return  # the client has not synced yet: nothing to deliver
+            # The client has not synced yet: nothing to deliver. But a staff socket learns
+            # that its grant was revoked only from the event, and pub/sub may have lost it
+            # (this resync says messages may be missing): look at the grant itself.
+            if self.grant is not None:
+                await self._grant_still_valid()
+            return
         else:
             since, known_epoch, known_at = self.position, None, self.position_at
         # From revision ``since`` itself when there is an ``at`` to check it against.
@@ -567,6 +606,14 @@ class Session:
         self.position = snap.rev
         self.epoch = snap.epoch
         self.position_at = snap.cart.updated_at
+
+    async def _grant_still_valid(self) -> None:
+        """End an unsynced staff socket whose grant is gone; keep it if the store is down."""
+        assert self.grant is not None
+        with contextlib.suppress(StoreUnavailable):
+            grant = await self.services.store.grant(self.grant.id)
+            if grant is None or not grant.allows(self.principal, utc_now()):
+                raise Close(GRANT_ENDED, "grant revoked")
 
     def _check_grant(self, raw_event: bytes) -> None:
         """A staff socket ends the moment the event that revokes its grant comes by."""
