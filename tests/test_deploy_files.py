@@ -40,7 +40,7 @@ CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 UID = 10001
 PENDING_SETTINGS: set[str] = set()
 """Settings the service does not read yet; only an overlay may set them."""
-FILE_SETTINGS = {"CARTSYNC_JWT_JWKS_FILE"}
+FILE_SETTINGS = {"CARTSYNC_JWT_JWKS_FILE", "CARTSYNC_STORES_FILE"}
 """Settings that name a mounted file, so the base ConfigMap leaves them out."""
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104  (a container listens beyond its own loopback)
 REAL_SECRET = "main:" + "a-real-secret-from-the-vault-" + "x" * 16

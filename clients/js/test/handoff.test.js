@@ -98,7 +98,7 @@ test("the tablet chooses a store and pick-up time; the phone's copy shows it, re
   await until(() => tablet.cart.collection?.pickup_at === slot, "the choice on the tablet");
 
   const refused = await phone.setCollection({ storeId: store.id, pickupAt: "tomorrow" }).catch((e) => e);
-  assert.equal(refused.status, 400);
+  assert.equal(refused.status, 422);
   assert.equal(refused.code, "invalid_pickup");
 
   await phone.setReadyForCollection(true);
