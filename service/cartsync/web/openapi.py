@@ -92,7 +92,7 @@ RESPONSE_HEADERS: Mapping[str, dict[str, Any]] = {
 }
 
 _ERRORS: Mapping[int, tuple[str, tuple[str, ...]]] = {
-    400: ("Malformed JSON, header or query; a store or pick-up time no store takes", ()),
+    400: ("Malformed JSON, header or query", ()),
     401: ("Missing or invalid token", ("WWW-Authenticate",)),
     403: ("The token may not do this", ()),
     404: ("No such thing (or not yours)", ()),
@@ -100,7 +100,11 @@ _ERRORS: Mapping[int, tuple[str, tuple[str, ...]]] = {
     412: ("If-Match names another revision (ETag: the current one)", ("ETag",)),
     413: ("Body too large", ()),
     415: ("Body is not JSON", ()),
-    422: ("Invalid field, limit reached, or Idempotency-Key reused", ()),
+    422: (
+        "Invalid field, limit reached, a store or pick-up time the shop cannot take, or "
+        "Idempotency-Key reused",
+        (),
+    ),
     429: ("Rate limited", ("Retry-After",)),
     503: ("Redis unreachable", ("Retry-After",)),
 }
