@@ -10,7 +10,7 @@ import { cartTotals } from "/static/totals.js";
 import { pendingText, withPending } from "/static/pending.js";
 import { cartLineRow, describeLine } from "/static/lines.js";
 import { guessDevice, ownDevicesText } from "/static/presence.js";
-import { collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
+import { bindCollectForm, collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
 import { describeError, runChange, showConnection } from "/static/status.js";
 import { claimsOf } from "/static/tokens.js";
 
@@ -223,25 +223,7 @@ function renderCollection(cart) {
       : "Times are the store's local time. The store tells you here when your order is ready.";
 }
 
-$("#collect-store").addEventListener("change", () => {
-  const store = stores.find((s) => s.id === $("#collect-store").value) ?? null;
-  fillSlots($("#collect-slot"), store, null);
-});
-
-$("#collect-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const storeId = $("#collect-store").value;
-  const pickupAt = $("#collect-slot").value;
-  if (!storeId || !pickupAt) return;
-  change(async (c) => {
-    try {
-      return await c.setCollection({ storeId, pickupAt });
-    } catch (error) {
-      if (error?.code === "invalid_pickup") refreshStores(); // the slot has passed: offer the next ones
-      throw error;
-    }
-  });
-});
+bindCollectForm({ stores: () => stores, change, refreshStores });
 
 $("#collect-clear").addEventListener("click", () => change((c) => c.setCollection({ storeId: null })));
 

@@ -1,7 +1,7 @@
 // Click-and-collect on the pages: the stores (GET /v1/stores), the pick-up slot selects, and how
 // a choice reads. Times are shown on the store's wall clock: the service sends each pick-up time
 // in the store's own offset, so its date and hour are read as written, whatever the device's zone.
-import { el } from "/static/dom.js";
+import { $, el } from "/static/dom.js";
 
 /** Store id -> name, for "emma at Oslo Sentrum" (filled by `loadStores`). */
 export const storeNames = new Map();
@@ -69,4 +69,29 @@ export function fillSlots(select, store, chosenAt) {
   if (chosenAt && store && !slots.includes(chosenAt)) slots.unshift(chosenAt);
   select.replaceChildren(...slots.map((at) => el("option", { value: at, selected: at === chosenAt }, pickupTime(at))));
   select.disabled = !slots.length;
+}
+
+/**
+ * The store and slot controls both pages share (#collect-store, #collect-slot, #collect-form):
+ * a store change offers its slots; submitting sends the choice through `change`, and a slot
+ * refused as passed (`invalid_pickup`) reloads the stores so the next ones are offered.
+ */
+export function bindCollectForm({ stores, change, refreshStores }) {
+  $("#collect-store").addEventListener("change", () => {
+    fillSlots($("#collect-slot"), stores().find((s) => s.id === $("#collect-store").value) ?? null, null);
+  });
+  $("#collect-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const storeId = $("#collect-store").value;
+    const pickupAt = $("#collect-slot").value;
+    if (!storeId || !pickupAt) return;
+    change(async (c) => {
+      try {
+        return await c.setCollection({ storeId, pickupAt });
+      } catch (error) {
+        if (error?.code === "invalid_pickup") refreshStores().catch(() => {});
+        throw error;
+      }
+    });
+  });
 }

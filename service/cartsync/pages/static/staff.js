@@ -6,7 +6,7 @@ import { touchedIds } from "/static/events.js";
 import { attrsText, formatMoney, formatTime } from "/static/format.js";
 import { cartLineRow } from "/static/lines.js";
 import { customerOnlineText } from "/static/presence.js";
-import { collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
+import { bindCollectForm, collectionOf, collectionText, fillSlots, fillStores, loadStores } from "/static/pickup.js";
 import { scanQr } from "/static/scanner.js";
 import { StaffSession } from "/static/session.js";
 import { finishSignIn, idleTimer, signInSettings, startSignIn } from "/static/signin.js";
@@ -392,24 +392,7 @@ $("#add-form").addEventListener("submit", (e) => {
   });
 });
 
-$("#collect-store").addEventListener("change", () => {
-  fillSlots($("#collect-slot"), stores.find((s) => s.id === $("#collect-store").value) ?? null, null);
-});
-
-$("#collect-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const storeId = $("#collect-store").value;
-  const pickupAt = $("#collect-slot").value;
-  if (!storeId || !pickupAt) return;
-  change(async (c) => {
-    try {
-      return await c.setCollection({ storeId, pickupAt });
-    } catch (error) {
-      if (error?.code === "invalid_pickup") refreshStores().catch(() => {}); // passed: the next slots
-      throw error;
-    }
-  });
-});
+bindCollectForm({ stores: () => stores, change, refreshStores });
 
 $("#ready-button").addEventListener("click", () => {
   const ready = !tablet?.cart?.ready_for_collection;
