@@ -328,6 +328,9 @@ async def _across_workers(port: int, workers: list[int], token: str, stop: Any) 
                 on[pid] = ws
             else:
                 spare.append(ws)
+                # A worker that is still starting has not bound its SO_REUSEPORT socket yet, and
+                # the kernel sends every connection to the other: give it a moment.
+                await asyncio.sleep(0.1)
             if len(on) == 2:
                 break
         assert sorted(on) == sorted(workers), "40 sockets all landed on one worker"
@@ -352,7 +355,10 @@ def test_serve_with_two_workers_shares_events_and_stops_cleanly(tmp_path: Path) 
     """Two workers on one port, embedded Redis: a change made through a socket on one worker
     reaches a socket on the other, both ways; SIGTERM closes every socket 1001 and exits 0."""
     port = free_port()
-    env = cli_env(tmp_path / "data", CARTSYNC_JWT_SECRETS=TEST_SECRET)
+    # Up to 40 sockets of one customer are opened before both workers hold one.
+    env = cli_env(
+        tmp_path / "data", CARTSYNC_JWT_SECRETS=TEST_SECRET, CARTSYNC_WS_MAX_PER_OWNER="64"
+    )
     err = tmp_path / "stderr"
     with err.open("wb") as stderr:
         service = subprocess.Popen(
