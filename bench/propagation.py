@@ -26,7 +26,7 @@ from tests.support.processes import TEST_SECRET, service_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from bench import sio
+from bench import floors, sio
 from bench.harness import OFFERS, REPEATS, Cores, Report, offer, processes
 from bench.http1 import Http1Client, ProtocolError
 from bench.load import Pace, paced
@@ -293,6 +293,40 @@ async def cartsync_run(
     return Run(ledger.latency(), pace, errors, post=Latency.of(answered))
 
 
+# The HTTP floor: the same POST answered by the floor app, no event ----------------------
+
+
+async def http_floor_run(url: str, rate: int, count: int, max_s: float) -> Run:
+    """POST → 201 read on bench/floors/minimal_app.py (Starlette on Hypercorn, one small
+    script), paced as cartsync's: what the server parts cartsync is built on take to answer one
+    write before any event leaves, against which the POST leg of cartsync's path is read."""
+    owners = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(CUSTOMERS)]
+    answered: list[int] = []
+    errors = 0
+    where = urlsplit(url)
+    if where.hostname is None or where.port is None:
+        raise ValueError(f"the floor app's URL needs a host and a port: {url}")
+    http = Http1Client(where.hostname, where.port, max_connections=64, timeout_s=IO_TIMEOUT_S)
+
+    async def send(i: int) -> None:
+        nonlocal errors
+        headers = {"Content-Type": "application/json", "X-Owner": owners[i % len(owners)]}
+        started = time.perf_counter_ns()
+        try:
+            response = await http.post("/v1/cart/lines", b'{"sku":"sku-%d"}' % i, headers)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError):
+            errors += 1
+            return
+        if response.status != 201:
+            errors += 1
+            return
+        answered.append(time.perf_counter_ns() - started)
+
+    async with http:
+        pace = await paced(rate, count, max_s, send)
+    return Run(Latency.of(answered), pace, errors)
+
+
 # The Socket.IO peer: POST on instance 1 → emit through the Redis adapter → instance 2 ------
 
 
@@ -362,6 +396,7 @@ def run(quick: bool = False) -> Report:
         server = procs.redis()
         a = procs.service("cartsync A", service_env(server.url, Path(tmp) / "a"))
         b = procs.service("cartsync B", service_env(server.url, Path(tmp) / "b"))
+        http_floor = floors.minimal_app(procs, server.url)
         peers = None
         if sio.available() is None:
             peers = (
@@ -370,12 +405,17 @@ def run(quick: bool = False) -> Report:
             )
         pinned = [*procs.notes, cores.pin_self()]
         b_ws_url = "ws" + b.url.removeprefix("http") + "/v1/ws"
-        series = asyncio.run(_measure(plan, server.url, a.url, b_ws_url, peers))
+        series = asyncio.run(_measure(plan, server.url, a.url, b_ws_url, peers, http_floor.url))
     return _report(plan, pinned, series)
 
 
 async def _measure(
-    plan: Plan, redis_url: str, a_url: str, b_ws_url: str, peers: tuple[str, str] | None
+    plan: Plan,
+    redis_url: str,
+    a_url: str,
+    b_ws_url: str,
+    peers: tuple[str, str] | None,
+    http_floor_url: str,
 ) -> dict[tuple[str, int], Series]:
     tokens = Tokens()
     series: dict[tuple[str, int], Series] = {}
@@ -387,9 +427,11 @@ async def _measure(
             f"cartsync POST on A → event on B, client not offering deflate @ {rate}/s", params
         )
         series["post", rate] = Series(f"cartsync POST on A → 201 read @ {rate}/s", params)
+        series["http floor", rate] = Series(f"floor app POST → 201 read @ {rate}/s", params)
     # Unmeasured: Lua scripts loaded, imports done, sockets and pools opened once.
     await floor_run(redis_url, max(plan.rates), plan.warmup, plan.max_s)
     await cartsync_run(a_url, b_ws_url, tokens, max(plan.rates), plan.warmup, plan.max_s)
+    await http_floor_run(http_floor_url, max(plan.rates), plan.warmup, plan.max_s)
     for _ in range(plan.repeats):
         for rate in plan.rates:  # floor and cartsync side by side, so noise hits both alike
             floor = await floor_run(redis_url, rate, plan.count, plan.max_s)
@@ -397,7 +439,13 @@ async def _measure(
             plain = await cartsync_run(
                 a_url, b_ws_url, tokens, rate, plan.count, plan.max_s, deflate=False
             )
-            measured = (("floor", floor), ("cartsync", cart), ("cartsync, no deflate", plain))
+            answer = await http_floor_run(http_floor_url, rate, plan.count, plan.max_s)
+            measured = (
+                ("floor", floor),
+                ("cartsync", cart),
+                ("cartsync, no deflate", plain),
+                ("http floor", answer),
+            )
             for kind, result in measured:
                 series[kind, rate].runs.append(result.latency)
                 series[kind, rate].paces.append(result.pace)
@@ -521,6 +569,10 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
             ("cartsync POST on A → event on B, deflate offered", cart),
             ("cartsync POST on A → event on B, no deflate", series["cartsync, no deflate", rate]),
             ("for comparison: POST → 201 read on A", series["post", rate]),
+            (
+                "for comparison: POST → 201 read on the floor app (Starlette on Hypercorn)",
+                series["http floor", rate],
+            ),
         ]
         for kind, how in PEER_OFFERS:
             if (kind, rate) in series:
@@ -533,6 +585,11 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         for kind, how in PEER_OFFERS:
             if (kind, rate) in series:
                 summaries.append(_summary(f"{rate}/s, Socket.IO, {how}", series[kind, rate], floor))
+        summaries.append(
+            _summary(
+                f"{rate}/s, floor app POST → 201 (no event)", series["http floor", rate], floor
+            )
+        )
     ramp = [rate for rate in RAMP if ("ramp", rate) in series]
     for rate in ramp:
         floor, cart = series["ramp-floor", rate], series["ramp", rate]
@@ -565,6 +622,9 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         "clients offer permessage-deflate (as browsers do) unless a row says `no deflate`; "
         "cartsync declines the offer (CARTSYNC_WS_COMPRESSION=off, the default); the ramp and "
         "many-customer runs offer it",
+        "floor app: bench/floors/minimal_app.py on Hypercorn answering the same paced POSTs "
+        "(one 3-command script, no token, no event): the least a write takes on the parts "
+        "cartsync is built on, before any event leaves",
         "Socket.IO: two node instances with @socket.io/redis-adapter on the same Redis, "
         "POST /rooms/<room>/events on 1, 8 rooms with one socket each on 2",
         *(f"pinned: {line}" for line in pinned),
