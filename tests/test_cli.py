@@ -440,3 +440,20 @@ def test_two_workers_each_listen_and_share_a_burst_of_connections(tmp_path: Path
         if service.poll() is None:
             service.kill()
             service.wait()
+
+
+def test_serve_stopped_by_bad_settings_logs_the_reason_at_error(tmp_path: Path) -> None:
+    """An operator alerting on ERROR lines sees why the service did not start."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cartsync", "serve"],
+        env=cli_env(tmp_path, CARTSYNC_JWT_SECRETS="k1:too-short", CARTSYNC_LOG_FORMAT="json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    stopped = [line for line in lines if "JWT_SECRETS" in line.get("message", "")]
+    assert stopped, done.stderr
+    assert stopped[0]["level"] == "ERROR"

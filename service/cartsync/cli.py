@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             if args.workers < 1:
-                _say("--workers must be at least 1")
+                _say("--workers must be at least 1", fatal=True)
                 return 2
             return _serve(
                 settings,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir_named=data_dir_named,
         )
     except SettingsError as exc:
-        _say(str(exc))
+        _say(str(exc), fatal=True)
         return 2
 
 
@@ -235,7 +236,7 @@ def _serve(
             try:
                 listener = _bind(settings.host, settings.port, reuse_port=True)
             except OSError as exc:
-                _say(f"cannot listen on {address}: {exc.strerror or exc}")
+                _say(f"cannot listen on {address}: {exc.strerror or exc}", fatal=True)
                 return 1
         metrics_listener = None if metrics_fd is None else socket.socket(fileno=metrics_fd)
         return _serve_on(settings, listener, address, metrics_listener)
@@ -244,7 +245,7 @@ def _serve(
         # it takes no connection, while each worker binds and listens on its own.
         listener = _bind(settings.host, settings.port, reuse_port=workers > 1 and REUSE_PORT)
     except OSError as exc:
-        _say(f"cannot listen on {address}: {exc.strerror or exc}")
+        _say(f"cannot listen on {address}: {exc.strerror or exc}", fatal=True)
         return 1
     metrics_listener = None
     if settings.metrics_port:
@@ -253,13 +254,16 @@ def _serve(
         except OSError as exc:
             listener.close()
             where = _address(settings.host, settings.metrics_port)
-            _say(f"cannot listen on {where} (CARTSYNC_METRICS_PORT): {exc.strerror or exc}")
+            _say(
+                f"cannot listen on {where} (CARTSYNC_METRICS_PORT): {exc.strerror or exc}",
+                fatal=True,
+            )
             return 1
     if workers > 1:
         try:
             return asyncio.run(_supervise(settings, workers, listener, metrics_listener))
         except EmbeddedRedisError as exc:
-            _say(str(exc))
+            _say(str(exc), fatal=True)
             return 1
         finally:
             listener.close()
@@ -279,7 +283,7 @@ def _serve_on(
     try:
         asyncio.run(_run(settings, listener, address, metrics_listener))
     except EmbeddedRedisError as exc:
-        _say(str(exc))
+        _say(str(exc), fatal=True)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return 130
@@ -475,11 +479,12 @@ _LOG = {"json": False}
 """Whether ``serve`` writes its messages as JSON log lines (CARTSYNC_LOG_FORMAT=json)."""
 
 
-def _say(message: str) -> None:
-    """A start-up message on stderr: a JSON log line under ``serve`` in JSON, else plain."""
+def _say(message: str, *, fatal: bool = False) -> None:
+    """A start-up message on stderr: a JSON log line under ``serve`` in JSON, else plain;
+    ``fatal`` (the process stops because of it) logs at ERROR."""
     if _LOG["json"]:
         from cartsync.web import logs
 
-        logs.say(message)
+        logs.say(message, logging.ERROR if fatal else logging.INFO)
         return
     print(f"cartsync: {message}", file=sys.stderr, flush=True)

@@ -107,15 +107,15 @@ def server_logger(fmt: str) -> logging.Logger:
     return server
 
 
-def say(message: str) -> None:
-    """A ``cartsync serve`` or ``worker`` message as a log line (JSON if not configured yet)."""
+def say(message: str, level: int = logging.INFO) -> None:
+    """A ``cartsync serve`` or ``worker`` message as a log line (JSON if not configured yet);
+    a message that stops start-up comes at ERROR, so alerting on errors sees it."""
     cli = logging.getLogger("cartsync.cli")
     if not logging.getLogger("cartsync").handlers:
         configure("json", "INFO")
     if message.startswith("WARNING"):
-        cli.warning(message)
-    else:
-        cli.info(message)
+        level = max(level, logging.WARNING)
+    cli.log(level, message)
 
 
 def handler(fmt: str, stream: TextIO) -> logging.StreamHandler[TextIO]:
