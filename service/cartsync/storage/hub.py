@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -52,10 +53,11 @@ class Published:
 
     ``frame`` and ``wire`` are slots for what the transport makes of it (the websocket
     message's text, the whole frame's bytes), so that they too are built once per process
-    rather than once per socket.
+    rather than once per socket; ``written`` counts the consumers that wrote it out at once,
+    tallied by the hub's ``on_fanned_out`` once per event rather than once per socket.
     """
 
-    __slots__ = ("at", "epoch", "frame", "raw", "rev", "wire")
+    __slots__ = ("at", "epoch", "frame", "raw", "rev", "wire", "written")
 
     def __init__(self, raw: bytes) -> None:
         head = _head.decode(raw)
@@ -65,6 +67,7 @@ class Published:
         self.at = head.at
         self.frame: str | None = None
         self.wire: bytes | None = None
+        self.written = 0
 
 
 class Consumer(Protocol):
@@ -150,6 +153,8 @@ class Hub:
         self._rehoming: dict[str, asyncio.Task[None]] = {}
         self.reconnects = 0
         self.rehomed = 0
+        self.on_fanned_out: Callable[[Published], None] | None = None
+        """Called with each event once every local consumer had it (metrics)."""
         """Subscriptions the server ended while they had consumers (Cluster slot moves)."""
         self.connected = asyncio.Event()
 
@@ -314,6 +319,8 @@ class Hub:
             return
         for consumer in tuple(consumers):
             consumer.deliver(event)
+        if self.on_fanned_out is not None:
+            self.on_fanned_out(event)
 
     def _rehome(self, channel: str) -> None:
         """Subscribe again to a channel that still has consumers (see the module docstring)."""

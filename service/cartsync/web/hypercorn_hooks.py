@@ -223,6 +223,9 @@ class FramingStream(WSStream):
     """Hypercorn's websocket stream, offering the app ``write_frame`` when the connection's
     frames need no state: HTTP/1.1 on an asyncio TCP server, no extension negotiated."""
 
+    _send_lock: asyncio.Lock
+    _transport: asyncio.WriteTransport
+
     async def _accept(self, message: WebsocketAcceptEvent) -> None:
         await super()._accept(message)
         protocol = getattr(self.send, "__self__", None)
@@ -232,6 +235,9 @@ class FramingStream(WSStream):
             and isinstance(server, TCPServer)
             and not any(ext.enabled() for ext in self.connection._proto.extensions)
         ):
+            # Looked up once: the fan-out writes through them for every event.
+            self._send_lock = server.send_lock
+            self._transport = server.writer.transport
             extensions: dict[str, object] = self.scope["extensions"]  # type: ignore[assignment]
             extensions[FRAMES] = self
 
@@ -246,16 +252,11 @@ class FramingStream(WSStream):
             or self.connection.state is not ConnectionState.OPEN
         ):
             return False
-        server: TCPServer = self.send.__self__.send.__self__  # type: ignore[attr-defined]
-        writer = server.writer
-        if (
-            server.send_lock.locked()
-            or writer.is_closing()
-            or writer.transport.get_write_buffer_size()
-        ):
+        transport = self._transport
+        if self._send_lock.locked() or transport.is_closing() or transport.get_write_buffer_size():
             return False
         try:
-            writer.write(frame)
+            transport.write(frame)
         except (RuntimeError, OSError):
             return False  # e.g. after write_eof: the usual path meets the same end and reports it
         return True

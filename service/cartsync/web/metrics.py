@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from cartsync.storage.hub import Hub
+from cartsync.storage.hub import Hub, Published
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -110,6 +110,14 @@ class Metrics:
 
     def watch_hub(self, hub: Hub) -> None:
         self.registry.register(_HubCollector(hub))
+        hub.on_fanned_out = self._fanned_out
+
+    def _fanned_out(self, event: Published) -> None:
+        """Frames written straight to their sockets, counted once per event: two counter
+        increments per socket were a tenth of a fan-out's CPU."""
+        if event.written:
+            self.events.inc(event.written)
+            self.direct.inc(event.written)
 
     def render(self) -> Response:
         return Response(
