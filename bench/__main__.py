@@ -1,4 +1,5 @@
-"""``python -m bench NAME [--quick]``: run benchmarks, print markdown, write bench/results/."""
+"""``python -m bench NAME [--quick | --smoke]``: run benchmarks, print markdown, write
+bench/results/."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import sys
 from collections.abc import Callable
 
 from bench import events, fanout, growth, idle, mutation, propagation
-from bench.harness import Report, unpin_self
+from bench.harness import RESULTS_DIR, Report, unpin_self
 
-BENCHMARKS: dict[str, Callable[[bool], Report]] = {
+BENCHMARKS: dict[str, Callable[[str], Report]] = {
     mutation.NAME: mutation.run,
     growth.NAME: growth.run,
     propagation.NAME: propagation.run,
@@ -18,7 +19,8 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     idle.NAME: idle.run,
     events.NAME: events.run,
 }
-"""Every benchmark by name: a function of ``quick`` that starts, measures and stops."""
+"""Every benchmark by name: a function of its plan's name (``full``, ``quick`` or ``smoke``)
+that starts, measures and stops."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description="cartsync benchmarks, each with its floor."
     )
     parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="the benchmark, or all")
-    parser.add_argument(
-        "--quick", action="store_true", help="smaller counts: all of them in under 3 minutes"
+    plans = parser.add_mutually_exclusive_group()
+    plans.add_argument(
+        "--quick", action="store_true", help="smaller counts: all of them in a few minutes"
+    )
+    plans.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the least that exercises every path (the test suite runs it); figures mean nothing",
     )
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so every started process is stopped.
@@ -35,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
         try:
-            report = BENCHMARKS[name](args.quick)
+            report = BENCHMARKS[name]("quick" if args.quick else "smoke" if args.smoke else "full")
         finally:
             unpin_self()
-        path = report.write()
+        # Smoke figures mean nothing: kept apart, so they never replace a real run's.
+        path = report.write(RESULTS_DIR / "smoke" if args.smoke else RESULTS_DIR)
         sys.stdout.write(report.markdown())
         sys.stdout.write(f"\nresults: {path}\n")
         sys.stdout.flush()

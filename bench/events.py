@@ -56,6 +56,8 @@ class Plan:
 
 FULL = Plan("full", backlog=5000, lag_rate=200, lag_s=15, mutation_s=8, repeats=REPEATS)
 QUICK = Plan("quick", backlog=1500, lag_rate=200, lag_s=5, mutation_s=2, repeats=REPEATS)
+SMOKE = Plan("smoke", backlog=40, lag_rate=50, lag_s=0.5, mutation_s=0.3, repeats=1)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
 
 @dataclass
@@ -274,8 +276,8 @@ def _wish(target: Target) -> Any:
     return send
 
 
-def run(quick: bool = False) -> Report:
-    plan = QUICK if quick else FULL
+def run(plan_name: str = "full") -> Report:
+    plan = PLANS[plan_name]
     cores = Cores.detect()
     with (
         tempfile.TemporaryDirectory(prefix="cartsync-bench-") as tmp,

@@ -55,6 +55,8 @@ class Plan:
 
 FULL = Plan(name="full", sizes=(100, 1000), events=20, repeats=REPEATS)
 QUICK = Plan(name="quick", sizes=(100, 1000), events=3, repeats=REPEATS)
+SMOKE = Plan(name="smoke", sizes=(10,), events=2, repeats=1)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
 Receive = Callable[[], Awaitable[int]]
 """Waits for the next event on one socket; the perf_counter_ns when it was handed over."""
@@ -318,8 +320,8 @@ Key = tuple[str, str, int]
 """(path, how the clients open, sockets)."""
 
 
-def run(quick: bool = False) -> Report:
-    plan = QUICK if quick else FULL
+def run(plan_name: str = "full") -> Report:
+    plan = PLANS[plan_name]
     fds = raise_fd_limit()  # before the servers start: they inherit it
     cores = Cores.detect()
     results: dict[Key, list[Latency]] = {}

@@ -45,6 +45,8 @@ class Plan:
 
 FULL = Plan(name="full", carts=32, adds=25, repeats=REPEATS, max_s=30.0)
 QUICK = Plan(name="quick", carts=8, adds=20, repeats=REPEATS, max_s=15.0)
+SMOKE = Plan(name="smoke", carts=2, adds=3, repeats=1, max_s=10.0)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
 
 async def _fill(target: Target, owners: list[str], lines: int) -> None:
@@ -130,8 +132,8 @@ async def _measure(plan: Plan, url: str, redis_url: str) -> dict[str, Any]:
     return {"runs": runs, "memory": memory}
 
 
-def run(quick: bool = False) -> Report:
-    plan = QUICK if quick else FULL
+def run(plan_name: str = "full") -> Report:
+    plan = PLANS[plan_name]
     cores = Cores.detect()
     max_lines = str(max(SIZES) + plan.adds * (plan.repeats + 1) + 10)
     with (

@@ -55,6 +55,8 @@ class Plan:
 
 FULL = Plan(name="full", sizes=((2000, REPEATS), (10_000, 1)))
 QUICK = Plan(name="quick", sizes=((500, REPEATS),), settle_s=0.5)
+SMOKE = Plan(name="smoke", sizes=((20, 1),), settle_s=0.1)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
 Opener = Callable[[contextlib.AsyncExitStack, int], Awaitable[object]]
 
@@ -134,8 +136,8 @@ Key = tuple[str, str, int]
 """(server, how the client opens, sockets)."""
 
 
-def run(quick: bool = False) -> Report:
-    plan = QUICK if quick else FULL
+def run(plan_name: str = "full") -> Report:
+    plan = PLANS[plan_name]
     fds = raise_fd_limit()  # before the servers start: they inherit it
     cores = Cores.detect()
     peer_missing = sio.available()

@@ -64,6 +64,8 @@ class Plan:
 
 FULL = Plan(name="full", max_s=10.0, max_count=200_000, repeats=REPEATS, warmup_s=2.0)
 QUICK = Plan(name="quick", max_s=1.5, max_count=50_000, repeats=REPEATS, warmup_s=0.5)
+SMOKE = Plan(name="smoke", max_s=0.3, max_count=2_000, repeats=1, warmup_s=0.1)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 
 
 class Target:
@@ -192,8 +194,8 @@ async def _measure(
     return results, costs
 
 
-def run(quick: bool = False) -> Report:
-    plan = QUICK if quick else FULL
+def run(plan_name: str = "full") -> Report:
+    plan = PLANS[plan_name]
     cores = Cores.detect()
     with (
         tempfile.TemporaryDirectory(prefix="cartsync-bench-") as tmp,

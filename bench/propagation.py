@@ -60,6 +60,8 @@ class Plan:
     many: int = 1000
     """Customers in the many-customer run."""
     many_s: float = 10.0
+    ramp: tuple[int, ...] = (200, 300, 450, 700, 1000)
+    """Rising paced rates; the ramp stops after the first whose median p99 passes RAMP_P99_MS."""
 
 
 FULL = Plan(name="full", rates=(50, 200), count=400, max_s=20.0, repeats=REPEATS, warmup=100)
@@ -74,8 +76,19 @@ QUICK = Plan(
     many=200,
     many_s=2.0,
 )
-RAMP = (200, 300, 450, 700, 1000)
-"""Rising paced rates; the ramp stops after the first whose median p99 passes RAMP_P99_MS."""
+SMOKE = Plan(
+    name="smoke",
+    rates=(50,),
+    count=20,
+    max_s=5.0,
+    repeats=1,
+    warmup=5,
+    ramp_s=0.1,
+    many=20,
+    many_s=1.0,
+    ramp=(200,),
+)
+PLANS = {p.name: p for p in (FULL, QUICK, SMOKE)}
 RAMP_P99_MS = 50.0
 PEER_OFFERS = (("socket.io", "deflate offered"), ("socket.io, no deflate", "no deflate"))
 """The Socket.IO peer's series and how its client opens."""
@@ -385,9 +398,9 @@ async def socketio_run(
 # The whole measurement ---------------------------------------------------------------------
 
 
-def run(quick: bool = False) -> Report:
+def run(plan_name: str = "full") -> Report:
     """Start Redis and two cartsync instances, measure every rate ``plan.repeats`` times."""
-    plan = QUICK if quick else FULL
+    plan = PLANS[plan_name]
     cores = Cores.detect()
     with (
         tempfile.TemporaryDirectory(prefix="cartsync-bench-") as tmp,
@@ -481,8 +494,8 @@ async def _ramp(
     tokens: Tokens,
     series: dict[tuple[str, int], Series],
 ) -> None:
-    """Rising rates until the median run's p99 passes ``RAMP_P99_MS`` (at most len(RAMP))."""
-    for rate in RAMP:
+    """Rising rates until the median run's p99 passes ``RAMP_P99_MS`` (at most the plan's)."""
+    for rate in plan.ramp:
         count = round(rate * plan.ramp_s)
         params = {"rate_per_s": rate, "count": count, "max_s": plan.ramp_s * 2}
         floor = series["ramp-floor", rate] = Series(f"floor @ {rate}/s", params)
@@ -590,7 +603,7 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
                 f"{rate}/s, floor app POST → 201 (no event)", series["http floor", rate], floor
             )
         )
-    ramp = [rate for rate in RAMP if ("ramp", rate) in series]
+    ramp = [rate for rate in plan.ramp if ("ramp", rate) in series]
     for rate in ramp:
         floor, cart = series["ramp-floor", rate], series["ramp", rate]
         errors = cart.params.get("errors", 0)
@@ -615,7 +628,7 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         f"{plan.count} sends per run at each rate (at most {plan.max_s:.0f} s), "
         f"{plan.repeats} runs, {CUSTOMERS} customers round robin; "
         "cells: median run (lowest-highest run); cartsync cells also as a multiple of the floor",
-        f"ramp: {plan.ramp_s} s of sends per run at each of {', '.join(map(str, RAMP))}/s, "
+        f"ramp: {plan.ramp_s} s of sends per run at each of {', '.join(map(str, plan.ramp))}/s, "
         f"8 customers, stopping after the first rate whose median p99 passes {RAMP_P99_MS:.0f} ms",
         f"many customers: {plan.many} customers, each a REST writer on A and a websocket on B, "
         f"{MANY_RATE}/s each ({plan.many_s:.0f} s per run)",
@@ -631,7 +644,7 @@ def _report(plan: Plan, pinned: list[str], series: dict[tuple[str, int], Series]
         *summaries,
     ]
     data = {
-        "plan": vars(plan) | {"customers": CUSTOMERS, "ramp": list(RAMP), "many_rate": MANY_RATE},
+        "plan": vars(plan) | {"customers": CUSTOMERS, "many_rate": MANY_RATE},
         "pinned": pinned,
         "series": [s.summary() for s in series.values()],
     }
