@@ -192,6 +192,7 @@ async def test_on_a_cluster_every_master_has_the_library_and_a_lost_one_is_reloa
 ) -> None:
     for port in cluster.ports:
         cluster.client(port).function_flush()
+        cluster.client(port).config_resetstat()
     client = _client(cluster.seed_url, cluster=True)
     try:
         store = _store(client)
@@ -213,5 +214,8 @@ async def test_on_a_cluster_every_master_has_the_library_and_a_lost_one_is_reloa
         for other, (owner, ctx) in owners.items():
             if other != lost:
                 assert (await _add(store, owner, ctx, "C")).rev == 2
+        # Each FCALL went straight to its owner's master: no node was asked for its keys
+        # (COMMAND GETKEYS, a round trip more per change, storage/connection.py).
+        assert sum(_calls(cluster.client(port), "command|getkeys") for port in cluster.ports) == 0
     finally:
         await client.aclose()
