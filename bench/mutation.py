@@ -142,10 +142,15 @@ class Cost:
     redis_script_us: float
 
 
+SCRIPT_COMMANDS = ("cmdstat_fcall", "cmdstat_evalsha", "cmdstat_eval")
+"""cartsync calls a Function library on Redis 7+ (FCALL) and EVALSHA on 6.2; the floor EVALSHA."""
+
+
 async def _script_usec(redis: aioredis.Redis) -> tuple[int, int]:
+    """Script calls and their µs so far, whichever way the server under load calls its Lua."""
     stats = await redis.info("commandstats")
     calls = usec = 0
-    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+    for name in SCRIPT_COMMANDS:
         calls += int(stats.get(name, {}).get("calls", 0))
         usec += int(stats.get(name, {}).get("usec", 0))
     return calls, usec

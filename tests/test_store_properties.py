@@ -106,7 +106,7 @@ def seq_of(some_id: str) -> int:
 class CartStoreMachine(RuleBasedStateMachine):
     """One fresh customer per example; the store and the model must never disagree."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, functions: bool = True) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         app_settings = Settings.from_env(
@@ -128,6 +128,7 @@ class CartStoreMachine(RuleBasedStateMachine):
             idempotency_ttl_s=app_settings.idempotency_ttl_s,
             guest_ttl_s=app_settings.guest_data_ttl_s,
             customer_ttl_s=app_settings.customer_data_ttl_s,
+            functions=functions,
         )
         self.owner = Owner(Role.CUSTOMER, f"prop-{uuid.uuid4().hex}")
         self.actor = Actor(role="customer", id=self.owner.subject, device="prop")
@@ -679,5 +680,13 @@ class CartStoreMachine(RuleBasedStateMachine):
 def test_store_agrees_with_the_model(redis_server: RedisProcess) -> None:
     run_state_machine_as_test(
         lambda: CartStoreMachine(redis_server.url),
+        settings=CartStoreMachine.TestCase.settings,
+    )
+
+
+def test_the_evalsha_fallback_agrees_with_the_model(redis_server: RedisProcess) -> None:
+    """The same Lua sent by EVALSHA, as on Redis 6.2 (no Functions)."""
+    run_state_machine_as_test(
+        lambda: CartStoreMachine(redis_server.url, functions=False),
         settings=CartStoreMachine.TestCase.settings,
     )

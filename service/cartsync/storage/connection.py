@@ -19,7 +19,8 @@ log = logging.getLogger("cartsync.redis")
 
 
 class _Cluster(RedisCluster):
-    """redis-py's asyncio cluster client, with one of its failures named for what it is.
+    """redis-py's asyncio cluster client, with one of its failures named for what it is and
+    FCALL routed without a round trip.
 
     When a node fails, its error handling closes connections that other commands are still
     writing on (e.g. ``aclose()`` after CLUSTERDOWN closes every node's connections); such a
@@ -28,6 +29,17 @@ class _Cluster(RedisCluster):
     and the request would end in a 500. It is a lost connection: raise it as one, so that it
     answers 503 and the client retries, like any other.
     """
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # redis-py reads EVALSHA's keys from its arguments but asks a server for FCALL's
+        # (COMMAND GETKEYS, FCALL's keys are "movable"): a round trip more per change, always
+        # to the node it first connected to, so a change on any shard waits for that one node
+        # (hung, every FCALL times out). FCALL names its keys just as EVALSHA does.
+        if command.upper() in ("FCALL", "FCALL_RO") and len(args) >= 2:
+            slots = {self.keyslot(key) for key in args[2 : 2 + int(args[1])]}
+            if len(slots) == 1:
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
 
     async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
         try:

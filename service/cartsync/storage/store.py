@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -35,6 +34,7 @@ from cartsync.errors import (
 )
 from cartsync.storage.keys import SLOTS, OwnerKeys, grant_key, handoff_key, partition_of
 from cartsync.storage.outbox import OutboxConfig, OutboxHints
+from cartsync.storage.scripts import StoreScripts
 
 AnyRedis = Redis | RedisCluster
 Reprice = Callable[[list[Line]], Awaitable[list[Line]]]
@@ -63,23 +63,6 @@ _REFUSALS: Mapping[str, type[CartsyncError]] = {
 }
 
 _STORE_DOWN = (rexc.ConnectionError, rexc.TimeoutError, rexc.ClusterDownError, rexc.ReadOnlyError)
-
-
-# The mutation script, joined at load: hooks first, then mutate/ (prelude, one file per concern,
-# the dispatcher last); each part uses only what the parts before it define.
-_MUTATE_PARTS = (
-    "events",
-    "outbox",
-    "restore",
-    *(
-        f"mutate/{part}"
-        for part in ("prelude", "lines", "wishlists", "cart", "consent", "merge", "entry")
-    ),
-)
-
-
-def _script(name: str) -> str:
-    return (resources.files("cartsync.storage") / "lua" / f"{name}.lua").read_text()
 
 
 def now_iso() -> str:
@@ -183,6 +166,7 @@ class CartStore:
         outbox: OutboxConfig | None = None,
         history_s: float = 0.0,
         hints: OutboxHints | None = None,
+        functions: bool = True,
     ) -> None:
         self._outbox = outbox or OutboxConfig()
         # On a Cluster the outbox must share each owner's slot: one partition per slot.
@@ -211,11 +195,13 @@ class CartStore:
             }
         )
         # Back-office events are written by the same script as the change (docs/events.md).
-        self._mutate = redis.register_script("\n".join(_script(name) for name in _MUTATE_PARTS))
-        self._read = redis.register_script(_script("read"))
+        # A Function library on Redis 7+; `functions=False` keeps to EVALSHA (as on Redis 6.2).
+        self.scripts = StoreScripts(redis, functions=functions)
 
     async def ping(self) -> None:
         await self._guarded(self.redis.ping, call="ping")
+        if self.scripts.functions is None:  # the first readiness check loads the library
+            await self._guarded(self.scripts.prepare, call="ping")
 
     # Writes ------------------------------------------------------------------------------
 
@@ -402,7 +388,7 @@ class CartStore:
         ]
         side = partition_of(owner.id, self._partitions)
         all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
-        reply = await self._guarded(lambda: self._mutate(keys=all_keys, args=args), call="mutate")
+        reply = await self._guarded(lambda: self.scripts.mutate(all_keys, args), call="mutate")
         if events and self._hints is not None:
             self._hints.note(side.partition)
         status = int(reply[0])
@@ -431,7 +417,7 @@ class CartStore:
     async def _snapshot(self, owner: Owner, args: list[str]) -> Snapshot:
         keys = OwnerKeys(owner.id)
         read_keys = [keys.meta, keys.lines, keys.wishlists, keys.wish_items, keys.log]
-        reply = await self._guarded(lambda: self._read(keys=read_keys, args=args), call="read")
+        reply = await self._guarded(lambda: self.scripts.read(read_keys, args), call="read")
         raw_meta, raw_lines, raw_wl, raw_items, raw_events = reply
         meta = {
             bytes(raw_meta[i]).decode(): bytes(raw_meta[i + 1]).decode()

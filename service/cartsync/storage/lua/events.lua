@@ -1,4 +1,4 @@
--- Back-office events, shared by the scripts that write them (joined in front at load, store.py).
+-- Back-office events, shared by the scripts that write them (joined in front at load, scripts.py).
 --
 -- Each event is one outbox entry in the owner's partition (storage/keys.py PartitionKeys), whose
 -- keys hash to the owner's Cluster slot, so the change and its event are one atomic script.

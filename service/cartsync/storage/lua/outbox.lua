@@ -1,12 +1,24 @@
 -- The mutation script's back-office hooks (joined after events.lua and before mutate/ at load).
--- KEYS[13..15]: the owner's partition outbox, deadlines and expiring carts; ARGV[17]: the
+-- keys[13..15]: the owner's partition outbox, deadlines and expiring carts; argv[17]: the
 -- events settings as JSON, or '' when this owner produces no back-office events.
 
-local K_OUTBOX, K_DUE, K_CARTS = KEYS[13], KEYS[14], KEYS[15]
-local ev_conf = nil
-if (ARGV[17] or '') ~= '' then ev_conf = cjson.decode(ARGV[17]) end
--- Read before the change: checkout clears the click-and-collect flag its event reports.
-local ev_collection = ev_conf ~= nil and redis.call('HGET', KEYS[1], 'collection') == '1'
+-- Set per call by ev_begin (library-level: loaded once as a Redis Function, scripts.py).
+local K_OUTBOX, K_DUE, K_CARTS, K_EV_META, K_EV_LINES
+local ev_conf, ev_conf_raw, ev_collection = nil, '', false
+
+local function ev_begin(keys, argv)
+  K_OUTBOX, K_DUE, K_CARTS = keys[13], keys[14], keys[15]
+  K_EV_META, K_EV_LINES = keys[1], keys[2]
+  local raw = argv[17] or ''
+  -- The same settings on every call from one deployment: decoded once while they stay.
+  if raw ~= ev_conf_raw then
+    ev_conf_raw = raw
+    ev_conf = nil
+    if raw ~= '' then ev_conf = cjson.decode(raw) end
+  end
+  -- Read before the change: checkout clears the click-and-collect flag its event reports.
+  ev_collection = ev_conf ~= nil and redis.call('HGET', K_EV_META, 'collection') == '1'
+end
 
 local function ev_body(res, name)
   for _, kv in ipairs(res.body) do
@@ -17,7 +29,7 @@ end
 -- After a change that spent revision `rev`: its event, if it has one, and the cart's deadlines.
 local function ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms)
   if not ev_conf then return end
-  local k_lines = KEYS[2]
+  local k_lines = K_EV_LINES
   local id = ev_id(epoch, rev)
   if res.type == 'cart.checked_out' then
     local snapshot = ev_body(res, 'checkout')
@@ -25,7 +37,7 @@ local function ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms
       .. (ev_collection and 'true' or 'false') .. '}'
     ev_write(K_OUTBOX, owner, now, id, 'cart.checked_out', rev, epoch, data)
   elseif res.type == 'cart.collection_set' and ev_body(res, 'ready') == 'true' then
-    local cart_id = redis.call('HGET', KEYS[1], 'cart_id') or ''
+    local cart_id = redis.call('HGET', K_EV_META, 'cart_id') or ''
     ev_write(K_OUTBOX, owner, now, id, 'cart.collection_ready', rev, epoch,
       '{"cart_id":' .. cjson.encode(cart_id) .. ',"lines":' .. ev_lines(k_lines)
       .. ',"collection":' .. ev_body(res, 'collection') .. '}')
@@ -46,7 +58,7 @@ local function ev_after_change(res, rev, epoch, owner, now, now_ms, owner_ttl_ms
   end
   -- A second after the keys expire, so the sweeper finds them gone.
   redis.call('ZADD', K_DUE, now_ms + owner_ttl_ms + 1000, 'e|' .. owner)
-  local cart_id = redis.call('HGET', KEYS[1], 'cart_id') or ''
+  local cart_id = redis.call('HGET', K_EV_META, 'cart_id') or ''
   redis.call('HSET', K_CARTS, owner, '{"cart_id":' .. cjson.encode(cart_id) .. ',"epoch":'
     .. cjson.encode(epoch) .. ',"rev":' .. ev_int(rev) .. ',"expires_at_ms":'
     .. ev_int(now_ms + owner_ttl_ms) .. '}')

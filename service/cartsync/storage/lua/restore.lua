@@ -1,10 +1,14 @@
--- The mutation script's history hooks (joined after outbox.lua and before mutate/ at load, store.py):
+-- The mutation script's history hooks (joined after outbox.lua and before mutate/ at load, scripts.py):
 -- the log's state snapshots and time window, and the restore a support agent asks for.
--- ARGV[18]: events stamped before this time ('YYYY-MM-DDTHH:MM:SS.mmmZ') leave the log, '' for
--- none; ARGV[19]: every this many revisions, a log entry also carries the state after it.
+-- argv[18]: events stamped before this time ('YYYY-MM-DDTHH:MM:SS.mmmZ') leave the log, '' for
+-- none; argv[19]: every this many revisions, a log entry also carries the state after it.
 
-local rs_cutoff = ARGV[18] or ''
-local rs_every = tonumber(ARGV[19] or '0') or 0
+local rs_cutoff, rs_every = '', 0
+
+local function rs_begin(argv)
+  rs_cutoff = argv[18] or ''
+  rs_every = tonumber(argv[19] or '0') or 0
+end
 local RS_TRIM_BATCH = 16
 
 local function rs_int(n)
