@@ -45,3 +45,18 @@ def test_benchmark_runs_end_to_end(name: str) -> None:
     document = json.loads(written.read_text())
     assert document["name"] == name
     assert document["table"]["rows"]
+
+
+def test_script_cost_measures_both_ways_the_store_can_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.script_cost", "--calls", "20", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    for script in ("floor", "add line, FCALL", "add line, EVALSHA", "patch qty, FCALL"):
+        assert any(row.startswith(f"| {script}") for row in rows), (script, done.stdout)
