@@ -361,6 +361,15 @@ class ReplicationLink:
         with self._lock:
             self._stalled = True
 
+    def resume(self) -> None:
+        """Pass on what was held, in order, and everything after it (the link recovered)."""
+        with self._lock:
+            for dst, data in self._held:
+                with contextlib.suppress(OSError):
+                    dst.sendall(data)
+            self._held.clear()
+            self._stalled = False
+
     def held_bytes(self) -> int:
         with self._lock:
             return sum(len(data) for _, data in self._held)
@@ -388,6 +397,8 @@ class ReplicationLink:
                 continue
             with self._lock:
                 if self._closed:
+                    replica.close()
+                    master.close()
                     return
                 self._sockets += [replica, master]
             # Whether the master's stream on this connection may be held (set once marked).
