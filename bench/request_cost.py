@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ CONNECTIONS = 32
 LINES_PER_CART = 150
 MAX_S = 20.0
 """Each run stops after this long, whatever its count."""
-ASGIApp = Callable[..., Awaitable[None]]
+ASGIApp = Callable[..., Coroutine[Any, Any, None]]
 Send = Callable[[int, int], Awaitable[bytes]]
 Headers = list[tuple[bytes, bytes]]
 
