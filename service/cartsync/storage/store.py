@@ -563,9 +563,11 @@ class _EncodedKeys:
     __slots__ = ("_data",)
 
     def __init__(self, owner_id: str) -> None:
-        self._data = tuple(key.encode() for key in OwnerKeys(owner_id).data_keys())
+        self._data: tuple[str | bytes, ...] = tuple(
+            key.encode() for key in OwnerKeys(owner_id).data_keys()
+        )
 
-    def data_keys(self) -> tuple[bytes, ...]:
+    def data_keys(self) -> tuple[str | bytes, ...]:
         return self._data
 
 
