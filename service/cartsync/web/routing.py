@@ -11,7 +11,7 @@ them fully matches (405, 404, websockets) goes through Starlette's own loop unch
 from __future__ import annotations
 
 from starlette._utils import get_route_path
-from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 Segments = tuple[str, ...]
@@ -31,26 +31,38 @@ def fixed_segments(route: BaseRoute) -> Segments:
     return tuple(literal.split("/")[1:-1][:2])  # the last part, not followed by "/", may go on
 
 
+def literal_path(route: BaseRoute) -> str | None:
+    """The one path a route without parameters matches (a ``Route``'s, not a mount's)."""
+    path = getattr(route, "path", None)
+    if type(route) is Route and isinstance(path, str) and "{" not in path:
+        return path
+    return None
+
+
+Candidate = tuple[BaseRoute, str | None]
+"""A route, and the one path it matches if it has no parameters."""
+
+
 class IndexedRouter(Router):
     """``Router`` whose HTTP requests skip the routes that cannot match their path."""
 
     _indexed_count = -1
-    _by_two: dict[Segments, list[BaseRoute]]
-    _by_one: dict[str, list[BaseRoute]]
-    _anywhere: list[BaseRoute]
+    _by_two: dict[Segments, list[Candidate]]
+    _by_one: dict[str, list[Candidate]]
+    _anywhere: list[Candidate]
 
     def _index(self) -> None:
         fixed = [(route, fixed_segments(route)) for route in self.routes]
 
-        def fitting(segments: Segments) -> list[BaseRoute]:
-            return [route for route, f in fixed if f == segments[: len(f)]]
+        def fitting(segments: Segments) -> list[Candidate]:
+            return [(route, literal_path(route)) for route, f in fixed if f == segments[: len(f)]]
 
         self._by_two = {f: fitting(f) for _, f in fixed if len(f) == 2}
         self._by_one = {f[0]: fitting(f[:1]) for _, f in fixed if f}
         self._anywhere = fitting(())
         self._indexed_count = len(self.routes)
 
-    def _candidates(self, path: str) -> list[BaseRoute]:
+    def _candidates(self, path: str) -> list[Candidate]:
         """The routes, in order, that can match ``path``: the others' literal text differs."""
         parts = path.split("/", 3)
         if len(parts) >= 3:
@@ -59,16 +71,29 @@ class IndexedRouter(Router):
                 return found
         return self._by_one.get(parts[1], self._anywhere) if len(parts) >= 2 else self._anywhere
 
+    def find(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:
+        """The route Starlette's loop would take and its child scope, found among the
+        candidates; None where that loop must decide (no full match, or see below)."""
+        path = get_route_path(scope)
+        if path.endswith("\n"):
+            return None  # a pattern's ``$`` also matches before a trailing newline (%0A)
+        if self._indexed_count != len(self.routes):  # a route was added since
+            self._index()
+        for route, literal in self._candidates(path):
+            if literal is not None and literal != path:
+                continue  # a path without parameters matches only itself
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return route, child_scope
+        return None
+
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self._indexed_count != len(self.routes):  # a route was added since
-                self._index()
-            for route in self._candidates(get_route_path(scope)):
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.setdefault("router", self)
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
-        await super().app(scope, receive, send)
+        found = self.find(scope) if scope["type"] == "http" else None
+        if found is None:
+            await super().app(scope, receive, send)
+            return
+        route, child_scope = found
+        scope.setdefault("router", self)
+        scope["route"] = route
+        scope.update(child_scope)
+        await route.handle(scope, receive, send)
