@@ -241,6 +241,21 @@ async def test_a_rotated_key_is_picked_up_and_a_retired_one_stops_working(
     assert "unknown key" in await refused(verifier, late)
 
 
+async def test_a_token_verified_before_its_key_was_retired_is_refused_after(
+    verifier: TokenVerifier, keycloak: Provider
+) -> None:
+    """Verified tokens are remembered, but not past the fetch that retired their key."""
+    remote = next(r for r in verifier.remote if r.issuer == keycloak.issuer)
+    token = keycloak.sign(keycloak_claims(keycloak, "hana", ["shopper"]), "kc-rsa-1")
+    assert (await verifier.verify(token)).role is Role.CUSTOMER
+    keycloak.add_key("RSA", "kc-rsa-2")
+    await remote.refresh()  # a key was added, none retired: the remembered token still holds
+    assert (await verifier.verify(token)).role is Role.CUSTOMER
+    keycloak.retire("kc-rsa-1")
+    await remote.refresh()
+    assert "unknown key" in await refused(verifier, token)
+
+
 async def test_cached_keys_keep_working_while_the_provider_is_down(
     verifier: TokenVerifier, keycloak: Provider
 ) -> None:

@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cartsync.auth.tokens import TokenIssuer, TokenKeys, TokenVerifier, new_guest_subject
+from cartsync.auth.tokens import (
+    VERIFIED_CACHE_SIZE,
+    TokenIssuer,
+    TokenKeys,
+    TokenVerifier,
+    new_guest_subject,
+)
 from cartsync.domain.principal import Principal, Role
 from cartsync.errors import Unauthenticated
 from cartsync.settings import Settings, SettingsError
@@ -371,3 +377,16 @@ async def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
     await asyncio.sleep(2.1)
     with pytest.raises(Unauthenticated):
         await verifier.verify(token)
+
+
+async def test_remembered_tokens_are_bounded(tmp_path: Path) -> None:
+    """Many devices' tokens do not grow the memory of verified tokens past its bound."""
+    settings = make_settings(tmp_path, jwt_secrets="k1:" + "s" * 40)
+    keys = TokenKeys.from_settings(settings)
+    issuer, verifier = TokenIssuer(keys, settings), TokenVerifier(keys, settings)
+    first = issuer.issue(Role.CUSTOMER, "c0", ttl_s=600)
+    await verifier.verify(first)
+    for n in range(1, VERIFIED_CACHE_SIZE + 50):
+        await verifier.verify(issuer.issue(Role.CUSTOMER, f"c{n}", ttl_s=600))
+    assert verifier.remembered == VERIFIED_CACHE_SIZE
+    assert (await verifier.verify(first)).subject == "c0"  # forgotten, so checked again

@@ -63,6 +63,9 @@ class RemoteKeys:
         self.loaded = asyncio.Event()
         self.fetches = 0
         self.last_error: str | None = None
+        self.generation = 0
+        """Counts the fetches that retired or replaced a key: tokens verified before with a
+        key of this set are checked again (TokenVerifier remembers verified tokens)."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._keep_current(), name=f"jwks {self.issuer}")
@@ -111,6 +114,8 @@ class RemoteKeys:
                     else "not ready until they load",
                 )
                 return
+            if not all(_same(known, keys.get(kid)) for kid, known in self._keys.items()):
+                self.generation += 1
             self._keys = keys
             self.last_error = None
             if not self.loaded.is_set():
@@ -162,6 +167,11 @@ class RemoteKeys:
         if not isinstance(document, dict):
             raise KeySetRefused(f"{url} did not answer a JSON object")
         return document
+
+
+def _same(known: tuple[jwt.PyJWK, str], fetched: tuple[jwt.PyJWK, str] | None) -> bool:
+    """The fetched set still holds this key, for the same algorithm."""
+    return fetched is not None and fetched[1] == known[1] and fetched[0].key == known[0].key
 
 
 def parse_key_set(document: dict[str, Any]) -> dict[str, tuple[jwt.PyJWK, str]]:

@@ -35,9 +35,9 @@ PINNED_BY_KTY = {"RSA": "RS256", "EC": "ES256"}
 DEV_KEY_FILE = "dev-jwt-secret"
 DEV_KID = "dev"
 MAX_TOKEN_CHARS = 8192
+"""Longer bearer strings are refused before any parsing work is spent on them."""
 VERIFIED_CACHE_SIZE = 10_000
 VERIFIED_CACHE_TTL_S = 300
-"""Longer bearer strings are refused before any parsing work is spent on them."""
 
 _REQUIRED_CLAIMS = ["exp", "sub", "role", "aud", "iss"]
 _REQUIRED_FROM_PROVIDERS = ["exp", "aud", "iss"]
@@ -171,10 +171,12 @@ class TokenVerifier:
         """Keys of our own issuer fetched from CARTSYNC_JWT_JWKS_URL, if set."""
         # A device sends the same token with every request; checking its signature each time
         # was a tenth of a mutation's CPU. Only tokens that verified are kept, never past
-        # their own expiry, and for at most VERIFIED_CACHE_TTL_S.
-        self._verified: TTLCache[str, tuple[Principal, float]] = TTLCache(
+        # their own expiry, for at most VERIFIED_CACHE_TTL_S, and only while no fetched key
+        # set has retired or replaced a key since (the generation they were verified at).
+        self._verified: TTLCache[str, tuple[Principal, float, int]] = TTLCache(
             maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_TTL_S
         )
+        self._remote = self.remote
 
     @property
     def remote(self) -> list[RemoteKeys]:
@@ -191,12 +193,18 @@ class TokenVerifier:
         """``verify``, and until when (Unix time) the token stays acceptable."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("token is missing or too long")
+        generation = sum(keys.generation for keys in self._remote)
         hit = self._verified.get(token)
-        if hit is not None and time.time() < hit[1]:
-            return hit
-        verified = await self._verify(token)
-        self._verified[token] = verified
-        return verified
+        if hit is not None and time.time() < hit[1] and hit[2] == generation:
+            return hit[0], hit[1]
+        principal, until = await self._verify(token)
+        self._verified[token] = (principal, until, generation)
+        return principal, until
+
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens are remembered now (at most VERIFIED_CACHE_SIZE)."""
+        return len(self._verified)
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
         try:

@@ -76,12 +76,53 @@ class StoreScripts:
         self.functions: bool | None = None if functions else False
         self._loading = asyncio.Lock()
 
-    async def mutate(self, keys: Sequence[str], args: Sequence[str | bytes]) -> Any:
+    async def mutate(
+        self,
+        keys: Sequence[str | bytes],
+        args: Sequence[str | bytes],
+        *,
+        wait: tuple[int, int] | None = None,
+    ) -> Any:
+        """Run the mutation; with ``wait`` (replicas, timeout in ms), WAIT right after it."""
         if self.functions is None:
             await self.prepare()
+        if wait is not None:
+            return await self._mutate_and_wait(keys, args, *wait)
         if not self.functions:
             return await self._eval_mutate(keys=keys, args=args)
         return await self._fcall(f"{LIBRARY}_mutate", keys, args)
+
+    async def _mutate_and_wait(
+        self,
+        keys: Sequence[str | bytes],
+        args: Sequence[str | bytes],
+        replicas: int,
+        timeout_ms: int,
+    ) -> Any:
+        """The script and WAIT in one pipeline, so on one connection and one round trip:
+        WAIT waits only for the writes of the connection it is sent on, and sent on another
+        pooled connection it would answer at once while no replica had the change."""
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if self.functions:
+                    pipe.fcall(f"{LIBRARY}_mutate", len(keys), *keys, *args)
+                else:
+                    await self._eval_mutate(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                reply, acked = await pipe.execute(raise_on_error=False)
+            if (
+                attempt == 1
+                and self.functions
+                and isinstance(reply, rexc.ResponseError)
+                and "function not found" in str(reply).lower()
+            ):
+                await self.prepare()  # nothing ran: see _fcall
+                continue
+            for outcome in (reply, acked):
+                if isinstance(outcome, Exception):
+                    raise outcome
+            return reply
+        raise AssertionError("unreachable")
 
     async def read(self, keys: Sequence[str], args: Sequence[str]) -> Any:
         if self.functions is None:
@@ -108,7 +149,9 @@ class StoreScripts:
                 return
             self.functions = True
 
-    async def _fcall(self, name: str, keys: Sequence[str], args: Sequence[str | bytes]) -> Any:
+    async def _fcall(
+        self, name: str, keys: Sequence[str | bytes], args: Sequence[str | bytes]
+    ) -> Any:
         try:
             return await self._redis.fcall(name, len(keys), *keys, *args)
         except rexc.ResponseError as exc:

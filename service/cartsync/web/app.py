@@ -56,6 +56,7 @@ from cartsync.web.endpoints import (
 )
 from cartsync.web.logs import RequestLogMiddleware
 from cartsync.web.metrics import Metrics, WorkerMetrics
+from cartsync.web.routing import IndexedRouter
 from cartsync.web.services import RateLimits, Services
 from cartsync.web.wheel import Wheel
 
@@ -246,15 +247,25 @@ def catalog(settings: Settings, http: httpx.AsyncClient) -> HttpCatalog | None:
 
 
 class _App(Starlette):
-    """Starlette, with the live socket taken before its middleware stack.
+    """Starlette, with the live socket taken before its middleware stack, and an indexed
+    router (web/routing.py).
 
     Every layer of the stack keeps a suspended frame on each open socket for its whole life
     (about 4 KB of an idle socket's memory). The live endpoint closes every failure with a
     code itself, so it only needs the request id and the access line (RequestLogMiddleware).
     """
 
-    def __init__(self, live_route: WebSocketRoute, live_app: ASGIApp, **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(
+        self,
+        live_route: WebSocketRoute,
+        live_app: ASGIApp,
+        *,
+        routes: list[BaseRoute],
+        lifespan: Any,
+        **options: Any,
+    ) -> None:
+        super().__init__(routes=routes, lifespan=lifespan, **options)
+        self.router = IndexedRouter(routes, lifespan=lifespan)  # as Starlette builds its own
         self._live_route = live_route
         self._live_app = live_app
 

@@ -39,7 +39,8 @@ class Call(Generic[B]):
     principal: Principal
     owner: Owner
     body: B
-    fingerprint: str
+    fingerprint: Callable[[], str]
+    """What an Idempotency-Key is checked against; computed only when a key was sent."""
 
     @property
     def actor(self) -> Actor:
@@ -55,7 +56,7 @@ class Call(Generic[B]):
         return WriteContext(
             actor=self.actor,
             idempotency_key=key,
-            fingerprint=self.fingerprint if key is not None else "",
+            fingerprint=self.fingerprint() if key is not None else "",
             expected_rev=inputs.expected_revision(self.request),
         )
 
@@ -226,10 +227,15 @@ def owner_view(endpoint: Endpoint, mode: Mode) -> Callable[[Request], Awaitable[
             raw = await inputs.read_body(request, services.settings.max_body_bytes)
             request.state.body_read = True
             body = inputs.decode_body(raw, request.headers.get("content-type"), endpoint.body)
-        params = {
-            k: v for k, v in request.path_params.items() if k not in ("customer_id", "grant_id")
-        }
-        fp = fingerprint(endpoint.method, endpoint.path, params, body) if endpoint.mutation else ""
+
+        def fp() -> str:
+            if not endpoint.mutation:
+                return ""
+            params = {
+                k: v for k, v in request.path_params.items() if k not in ("customer_id", "grant_id")
+            }
+            return fingerprint(endpoint.method, endpoint.path, params, body)
+
         return await endpoint.handler(Call(request, services, principal, owner, body, fp))
 
     return view
