@@ -60,3 +60,18 @@ def test_script_cost_measures_both_ways_the_store_can_run() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     for script in ("floor", "add line, FCALL", "add line, EVALSHA", "patch qty, FCALL"):
         assert any(row.startswith(f"| {script}") for row in rows), (script, done.stdout)
+
+
+def test_request_cost_measures_cartsync_beside_its_floor() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.request_cost", "--count", "64", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    for operation in ("add line", "patch qty"):
+        assert any(row.startswith(f"| {operation} |") for row in rows), (operation, done.stdout)
