@@ -199,7 +199,7 @@ def test_a_mutation_with_events_on_is_still_one_script_call(
             commands = _commands_during(private_redis, checkout)
         # Besides the two scripts, at most the batched wake-up for the workers (OutboxHints),
         # sent beside the requests, not as part of them.
-        assert [c for c in commands if c != "SADD"] == ["EVALSHA", "EVALSHA"]
+        assert [c for c in commands if c != "SADD"] == ["FCALL", "FCALL"]
         assert commands.count("SADD") <= 2
         with private_redis.client() as r:
             outboxes = [k for k in r.scan_iter("cs:*:outbox")]

@@ -231,15 +231,15 @@ def test_a_mutation_continues_the_callers_trace_down_to_redis_and_the_catalogue(
     )
     assert r.status_code == 201
 
-    spans = eventually_spans(receiver, trace_id, {"POST /v1/cart/lines", "EVALSHA"})
+    spans = eventually_spans(receiver, trace_id, {"POST /v1/cart/lines", "FCALL"})
     (server,) = [s for s in spans if s.name == "POST /v1/cart/lines"]
     assert server.kind == ProtoSpan.SPAN_KIND_SERVER
     assert server.parent_id == caller_span  # the caller's traceparent was honoured
     assert server.service == "cartsync-under-test"
     assert server.attributes["http.route"] == "/v1/cart/lines"
-    # One EVALSHA, or a NOSCRIPT one, SCRIPT LOAD and the retry on a fresh script cache.
+    # One FCALL of the store's Function library (loaded by /readyz before any request).
     redis_calls = [s for s in spans if s.attributes.get("db.system") == "redis"]
-    assert "EVALSHA" in {s.name for s in redis_calls}
+    assert "FCALL" in {s.name for s in redis_calls}
     for call in redis_calls:
         assert ancestors(call, spans) == [server.name], call  # the request's children
     # Redis arguments are "?" in spans: no owner key, no cart content leaves in a trace.
@@ -282,8 +282,8 @@ async def test_a_websocket_op_gets_a_span_with_its_redis_call(
         op = [s for s in receiver.all() if s.name == "ws add_line" and s.span_id not in before]
         await asyncio.sleep(0.05)
     assert len(op) == 1, [s.name for s in receiver.all() if s.span_id not in before]
-    spans = eventually_spans(receiver, op[0].trace_id, {"ws add_line", "EVALSHA"})
-    scripts = [s for s in spans if s.name == "EVALSHA"]
+    spans = eventually_spans(receiver, op[0].trace_id, {"ws add_line", "FCALL"})
+    scripts = [s for s in spans if s.name == "FCALL"]
     assert scripts
     assert all(s.parent_id == op[0].span_id for s in scripts)
 
