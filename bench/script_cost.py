@@ -141,7 +141,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--redis-url", help="an existing Redis to use (its stats are reset)")
     opts = parser.parse_args()
-    calls, runs = min(opts.calls, MAX_CALLS), min(opts.runs, MAX_RUNS)
+    if not (1 <= opts.calls <= MAX_CALLS and 1 <= opts.runs <= MAX_RUNS):
+        parser.error(f"--calls must be 1..{MAX_CALLS} and --runs 1..{MAX_RUNS}")
+    calls, runs = opts.calls, opts.runs
     if opts.redis_url:
         found = asyncio.run(measure(opts.redis_url, calls, runs))
     else:

@@ -25,53 +25,41 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_benchmark_runs_end_to_end(name: str) -> None:
+def bench(*args: str, timeout_s: float = 120) -> tuple[str, list[str]]:
+    """``python -m <args>`` from the repository, which must exit 0: its output and the rows of
+    the markdown table it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", name, "--smoke"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout_s,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
-    assert len(table) > 2, done.stdout
+    return done.stdout, [line for line in done.stdout.splitlines() if line.startswith("| ")]
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_benchmark_runs_end_to_end(name: str) -> None:
+    out, rows = bench("bench", name, "--smoke", timeout_s=240)
+    assert len(rows) > 1, out
     for row in EXPECTED[name]:
-        assert any(row in line for line in table[2:]), (row, done.stdout)
+        assert any(row in line for line in rows[1:]), (row, out)
     written = ROOT / "bench" / "results" / "smoke" / f"{name}.json"
-    assert f"results: {written}" in done.stdout
+    assert f"results: {written}" in out
     document = json.loads(written.read_text())
     assert document["name"] == name
     assert document["table"]["rows"]
 
 
 def test_script_cost_measures_both_ways_the_store_can_run() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.script_cost", "--calls", "20", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    out, rows = bench("bench.script_cost", "--calls", "20", "--runs", "1")
     for script in ("floor", "add line, FCALL", "add line, EVALSHA", "patch qty, FCALL"):
-        assert any(row.startswith(f"| {script}") for row in rows), (script, done.stdout)
+        assert any(row.startswith(f"| {script}") for row in rows), (script, out)
 
 
 def test_request_cost_measures_cartsync_beside_its_floor() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.request_cost", "--count", "64", "--repeats", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    out, rows = bench("bench.request_cost", "--count", "64", "--repeats", "1")
     for operation in ("add line", "patch qty"):
-        assert any(row.startswith(f"| {operation} |") for row in rows), (operation, done.stdout)
+        assert any(row.startswith(f"| {operation} |") for row in rows), (operation, out)

@@ -102,27 +102,24 @@ class StoreScripts:
         """The script and WAIT in one pipeline, so on one connection and one round trip:
         WAIT waits only for the writes of the connection it is sent on, and sent on another
         pooled connection it would answer at once while no replica had the change."""
-        for attempt in (1, 2):
+
+        async def send() -> list[Any]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 if self.functions:
                     pipe.fcall(f"{LIBRARY}_mutate", len(keys), *keys, *args)
                 else:
                     await self._eval_mutate(keys=keys, args=args, client=pipe)
                 pipe.execute_command("WAIT", replicas, timeout_ms)
-                reply, acked = await pipe.execute(raise_on_error=False)
-            if (
-                attempt == 1
-                and self.functions
-                and isinstance(reply, rexc.ResponseError)
-                and "function not found" in str(reply).lower()
-            ):
-                await self.prepare()  # nothing ran: see _fcall
-                continue
-            for outcome in (reply, acked):
-                if isinstance(outcome, Exception):
-                    raise outcome
-            return reply
-        raise AssertionError("unreachable")
+                return list(await pipe.execute(raise_on_error=False))
+
+        outcomes = await send()
+        if self.functions and _library_lost(outcomes[0]):
+            await self.prepare()  # nothing ran: see _fcall
+            outcomes = await send()
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes[0]
 
     async def read(self, keys: Sequence[str], args: Sequence[str]) -> Any:
         if self.functions is None:
@@ -155,13 +152,18 @@ class StoreScripts:
         try:
             return await self._redis.fcall(name, len(keys), *keys, *args)
         except rexc.ResponseError as exc:
-            if "function not found" not in str(exc).lower():
+            if not _library_lost(exc):
                 raise
         # Nothing ran: this node lost the library (restarted without persistence, a new primary,
         # FUNCTION FLUSH). Loaded again, the call is sent once more; the operation id still
         # makes a repeat harmless, as for any re-sent script.
         await self.prepare()
         return await self._redis.fcall(name, len(keys), *keys, *args)
+
+
+def _library_lost(outcome: object) -> bool:
+    """FCALL's answer when the node has no such function: the call did not run."""
+    return isinstance(outcome, rexc.ResponseError) and "function not found" in str(outcome).lower()
 
 
 def _no_functions(exc: rexc.ResponseError) -> bool:

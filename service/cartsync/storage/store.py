@@ -186,31 +186,26 @@ class CartStore:
         # On a Cluster the outbox must share each owner's slot: one partition per slot.
         self._partitions = SLOTS if isinstance(redis, RedisCluster) else self._outbox.partitions
         self._hints = hints
-        self._wait = (wait_replicas, wait_timeout_ms)
+        self._wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
         self._observe = observe
         self.redis = redis
         self.limits = limits
         self._currency = currency
-        self._log_max = str(event_log_max)
         # The log keeps its events for history_s (0: count cap only) and, every few revisions,
         # the state after one (restore.lua), so a restore replays from inside the log.
         self._history_s = history_s
-        self._snapshot_every = str(snapshot_every(event_log_max))
         self._idem_ttl_ms = idempotency_ttl_s * 1000
-        self._guest_ttl_ms = str(guest_ttl_s * 1000)
-        self._customer_ttl_ms = str(customer_ttl_s * 1000)
-        self._publish = publish_command
         # redis-py encodes every str argument of every call; what stays the same for the
         # store's life is passed to the mutation script as bytes, encoded once.
         self._fixed = _Fixed(
-            guest_ttl_ms=self._guest_ttl_ms.encode(),
-            customer_ttl_ms=self._customer_ttl_ms.encode(),
-            log_max=self._log_max.encode(),
+            guest_ttl_ms=b"%d" % (guest_ttl_s * 1000),
+            customer_ttl_ms=b"%d" % (customer_ttl_s * 1000),
+            log_max=b"%d" % event_log_max,
             publish=publish_command.encode(),
             currency=currency.encode(),
             events=self._outbox.argument(False).encode(),
             guest_events=self._outbox.argument(True).encode(),
-            snapshot_every=self._snapshot_every.encode(),
+            snapshot_every=b"%d" % snapshot_every(event_log_max),
         )
         self._limits_json = _payload_enc.encode(
             {
@@ -384,7 +379,6 @@ class CartStore:
         op_id: str,
         op_ttl_ms: int,
     ) -> Mutation:
-        keys = _encoded_keys(owner.id)
         fixed = self._fixed
         events = fixed.guest_events if owner.is_guest else fixed.events  # b'': none
         now_ms = time.time_ns() // 1_000_000
@@ -410,8 +404,13 @@ class CartStore:
             fixed.snapshot_every,
         ]
         side = partition_of(owner.id, self._partitions)
-        all_keys = [*keys.data_keys(), side.outbox, side.deadlines, side.carts]
-        wait = self._wait if self._wait[0] and op_id else None
+        all_keys: list[str | bytes] = [
+            *_encoded_keys(owner.id),
+            side.outbox,
+            side.deadlines,
+            side.carts,
+        ]
+        wait = self._wait if op_id else None
         reply = await self._guarded(
             lambda: self.scripts.mutate(all_keys, args, wait=wait), call="mutate"
         )
@@ -541,24 +540,11 @@ class _Fixed:
     snapshot_every: bytes
 
 
-class _EncodedKeys:
-    """An owner's ``data_keys``, encoded: what redis-py would encode on every change."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, owner_id: str) -> None:
-        self._data: tuple[str | bytes, ...] = tuple(
-            key.encode() for key in OwnerKeys(owner_id).data_keys()
-        )
-
-    def data_keys(self) -> tuple[str | bytes, ...]:
-        return self._data
-
-
 @functools.lru_cache(maxsize=4096)
-def _encoded_keys(owner_id: str) -> _EncodedKeys:
-    """Built once for the owners active lately (12 keys: ~7 µs to build, more to encode)."""
-    return _EncodedKeys(owner_id)
+def _encoded_keys(owner_id: str) -> tuple[bytes, ...]:
+    """An owner's ``data_keys``, encoded (what redis-py would encode on every change): built
+    once for the owners active lately (12 keys: ~7 µs to build, more to encode)."""
+    return tuple(key.encode() for key in OwnerKeys(owner_id).data_keys())
 
 
 def snapshot_every(event_log_max: int) -> int:
