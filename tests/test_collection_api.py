@@ -24,8 +24,9 @@ from cartsync.domain.principal import Owner, Role
 from cartsync.errors import InvalidInput
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
-from cartsync.storage.store import CartStore, WriteContext
+from cartsync.storage.store import WriteContext
 from tests.conftest import Tokens
+from tests.support.cart_store import cart_store
 from tests.support.processes import RedisProcess, ServiceProcess, service_env
 from tests.support.stores import STORES, write_stores
 from tests.test_event_catalogue import Frames, decode_strictly, live_socket
@@ -365,15 +366,7 @@ async def test_a_retried_choice_whose_time_came_too_close_replays_its_first_answ
     slot to pass would take minutes."""
     settings = Settings.from_env({"CARTSYNC_REDIS_URL": redis_server.url})
     redis = connect(settings)
-    store = CartStore(
-        redis,
-        limits=settings.limits,
-        currency=settings.default_currency,
-        event_log_max=settings.event_log_max,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        guest_ttl_s=settings.guest_data_ttl_s,
-        customer_ttl_s=settings.customer_data_ttl_s,
-    )
+    store = cart_store(redis, settings)
     owner = Owner(Role.CUSTOMER, f"late-{uuid.uuid4().hex}")
     actor = Actor(role="customer", id=owner.subject, device="test")
     try:

@@ -15,6 +15,7 @@ from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.keys import OwnerKeys
 from cartsync.storage.store import CartStore, WriteContext
+from tests.support.cart_store import cart_store
 from tests.support.processes import RedisProcess
 
 
@@ -22,15 +23,7 @@ def _store(redis_url: str) -> CartStore:
     settings = Settings.from_env(
         {"CARTSYNC_REDIS_URL": redis_url, "CARTSYNC_DATA_DIR": "/nonexistent"}
     )
-    return CartStore(
-        connect(settings),
-        limits=settings.limits,
-        currency=settings.default_currency,
-        event_log_max=settings.event_log_max,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        guest_ttl_s=settings.guest_data_ttl_s,
-        customer_ttl_s=settings.customer_data_ttl_s,
-    )
+    return cart_store(connect(settings), settings)
 
 
 async def test_a_fingerprint_and_body_with_separators_replay_whole(

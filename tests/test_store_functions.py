@@ -21,22 +21,13 @@ from cartsync.storage.connection import connect
 from cartsync.storage.keys import OwnerKeys
 from cartsync.storage.scripts import LIBRARY
 from cartsync.storage.store import CartStore, Mutation, WriteContext
+from tests.support.cart_store import cart_store
 from tests.support.processes import RedisProcess
 from tests.support.topologies import RedisCluster3
 
 
 def _store(client: Redis | RedisCluster, *, functions: bool = True) -> CartStore:
-    settings = Settings.from_env({"CARTSYNC_REDIS_URL": "redis://x", "CARTSYNC_DATA_DIR": "/x"})
-    return CartStore(
-        client,
-        limits=settings.limits,
-        currency=settings.default_currency,
-        event_log_max=settings.event_log_max,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        guest_ttl_s=settings.guest_data_ttl_s,
-        customer_ttl_s=settings.customer_data_ttl_s,
-        functions=functions,
-    )
+    return cart_store(client, functions=functions)
 
 
 def _client(url: str, *, cluster: bool = False) -> Redis | RedisCluster:

@@ -32,7 +32,8 @@ from cartsync.errors import CartsyncError, IdempotencyKeyReused
 from cartsync.settings import Settings
 from cartsync.storage.connection import connect
 from cartsync.storage.keys import OwnerKeys
-from cartsync.storage.store import CartStore, Mutation, Snapshot, WriteContext
+from cartsync.storage.store import Mutation, Snapshot, WriteContext
+from tests.support.cart_store import cart_store
 from tests.support.processes import RedisProcess
 
 T = TypeVar("T")
@@ -120,16 +121,7 @@ class CartStoreMachine(RuleBasedStateMachine):
             }
         )
         self.redis = connect(app_settings)
-        self.store = CartStore(
-            self.redis,
-            limits=app_settings.limits,
-            currency=app_settings.default_currency,
-            event_log_max=app_settings.event_log_max,
-            idempotency_ttl_s=app_settings.idempotency_ttl_s,
-            guest_ttl_s=app_settings.guest_data_ttl_s,
-            customer_ttl_s=app_settings.customer_data_ttl_s,
-            functions=functions,
-        )
+        self.store = cart_store(self.redis, app_settings, functions=functions)
         self.owner = Owner(Role.CUSTOMER, f"prop-{uuid.uuid4().hex}")
         self.actor = Actor(role="customer", id=self.owner.subject, device="prop")
         # The model.
